@@ -1,0 +1,555 @@
+/* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
+
+#include "lib.h"
+#include "llist.h"
+#include "ioloop.h"
+#include "deltapush-common.h"
+#include "deltapush-http.h"
+
+#include <time.h>
+#include <curl/curl.h>
+
+/* All pushes go to one proxy: a few keep-alive connections (or one HTTP/2
+   connection carrying many streams) serve any burst; the rest of the
+   requests wait in libcurl's queue instead of opening a connection each. */
+#define DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS 8
+
+/* One socket libcurl asked us to watch (curl_multi_assign'ed to it) */
+struct deltapush_http_socket {
+	struct deltapush_http_socket *prev, *next;
+	struct deltapush_http *http;
+	curl_socket_t fd;
+	struct io *io_read, *io_write;
+};
+
+/* One POST, from deltapush_http_post() until its callback returns or it
+   is aborted */
+struct deltapush_http_request {
+	struct deltapush_http_request *prev, *next;
+	struct deltapush_http *http;
+	struct event *event;
+	CURL *easy;
+
+	struct timespec start;
+	/* Set when the request could not even be handed to libcurl; it is
+	   failed from the ioloop, never from deltapush_http_post() */
+	char *submit_error;
+
+	deltapush_http_callback_t *callback;
+	void *context;
+
+	char error_buf[CURL_ERROR_SIZE];
+
+	/* Its callback is running: abort must not free it */
+	bool completed:1;
+};
+
+/* One multi handle, shared by all requests so connections are reused */
+struct deltapush_http {
+	struct event *event;
+	struct ioloop *ioloop;
+	CURLM *multi;
+
+	char *user_agent;
+	char *ca_file;
+	unsigned int timeout_msecs;
+	/* The same headers for every request */
+	struct curl_slist *headers;
+
+	struct deltapush_http_request *requests;
+	unsigned int requests_count;
+	struct deltapush_http_socket *sockets;
+
+	/* libcurl's timer */
+	struct timeout *to;
+	/* Fails the requests with submit_error */
+	struct timeout *to_failed;
+
+	/* How many callbacks are running; deinit inside one of them leaves
+	   freeing the struct to the outermost */
+	int dispatching;
+	bool destroyed:1;
+};
+
+static void deltapush_http_socket_action(struct deltapush_http *http,
+					 curl_socket_t fd, int ev_bitmask);
+
+void deltapush_http_global_init(void)
+{
+	CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
+
+	if (code != CURLE_OK) {
+		i_fatal("curl_global_init() failed: %s",
+			curl_easy_strerror(code));
+	}
+}
+
+void deltapush_http_global_deinit(void)
+{
+	curl_global_cleanup();
+}
+
+static uint64_t deltapush_http_usecs_since(const struct timespec *start)
+{
+	struct timespec now;
+	int64_t diff;
+
+	if (clock_gettime(CLOCK_MONOTONIC, &now) < 0)
+		i_fatal("clock_gettime(CLOCK_MONOTONIC) failed: %m");
+	diff = (int64_t)(now.tv_sec - start->tv_sec) * 1000000 +
+		(now.tv_nsec - start->tv_nsec) / 1000;
+	return diff < 0 ? 0 : (uint64_t)diff;
+}
+
+static void deltapush_http_socket_in(struct deltapush_http_socket *sock)
+{
+	/* socket_action may free sock (CURL_POLL_REMOVE) */
+	deltapush_http_socket_action(sock->http, sock->fd, CURL_CSELECT_IN);
+}
+
+static void deltapush_http_socket_out(struct deltapush_http_socket *sock)
+{
+	deltapush_http_socket_action(sock->http, sock->fd, CURL_CSELECT_OUT);
+}
+
+static void deltapush_http_socket_free(struct deltapush_http_socket *sock)
+{
+	struct deltapush_http *http = sock->http;
+
+	io_remove(&sock->io_read);
+	io_remove(&sock->io_write);
+	DLLIST_REMOVE(&http->sockets, sock);
+	i_free(sock);
+}
+
+/* CURLMOPT_SOCKETFUNCTION: mirror what libcurl wants to wait for on one
+   socket with an IO_READ and an IO_WRITE io, since Dovecot does not tell
+   an io callback which condition fired. */
+static int
+deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
+			 void *userp, void *socketp)
+{
+	struct deltapush_http *http = userp;
+	struct deltapush_http_socket *sock = socketp;
+
+	if (what == CURL_POLL_REMOVE) {
+		/* sock is NULL when deinit already dropped it */
+		if (sock != NULL) {
+			if (!http->destroyed)
+				(void)curl_multi_assign(http->multi, fd, NULL);
+			deltapush_http_socket_free(sock);
+		}
+		return 0;
+	}
+	if (http->destroyed)
+		return 0;
+
+	if (sock == NULL) {
+		sock = i_new(struct deltapush_http_socket, 1);
+		sock->http = http;
+		sock->fd = fd;
+		DLLIST_PREPEND(&http->sockets, sock);
+		(void)curl_multi_assign(http->multi, fd, sock);
+	}
+
+	if ((what & CURL_POLL_IN) == 0)
+		io_remove(&sock->io_read);
+	else if (sock->io_read == NULL) {
+		sock->io_read = io_add_to(http->ioloop, fd, IO_READ,
+					  deltapush_http_socket_in, sock);
+	}
+	if ((what & CURL_POLL_OUT) == 0)
+		io_remove(&sock->io_write);
+	else if (sock->io_write == NULL) {
+		sock->io_write = io_add_to(http->ioloop, fd, IO_WRITE,
+					   deltapush_http_socket_out, sock);
+	}
+	return 0;
+}
+
+static void deltapush_http_timeout(struct deltapush_http *http)
+{
+	timeout_remove(&http->to);
+	deltapush_http_socket_action(http, CURL_SOCKET_TIMEOUT, 0);
+}
+
+/* CURLMOPT_TIMERFUNCTION: only (re)arm a timeout. Calling libcurl from
+   here would recurse into it. */
+static int
+deltapush_http_timer_cb(CURLM *multi ATTR_UNUSED, long timeout_ms,
+			void *userp)
+{
+	struct deltapush_http *http = userp;
+
+	timeout_remove(&http->to);
+	if (timeout_ms >= 0 && !http->destroyed) {
+		unsigned int msecs = timeout_ms > INT_MAX ?
+			INT_MAX : (unsigned int)timeout_ms;
+
+		http->to = timeout_add_short_to(http->ioloop, msecs,
+						deltapush_http_timeout, http);
+	}
+	return 0;
+}
+
+static size_t
+deltapush_http_write_cb(char *ptr ATTR_UNUSED, size_t size, size_t nmemb,
+			void *userdata ATTR_UNUSED)
+{
+	/* Only the status matters; the body must not reach stdout */
+	return size * nmemb;
+}
+
+static void deltapush_http_request_free(struct deltapush_http_request *req)
+{
+	struct deltapush_http *http = req->http;
+
+	i_assert(!req->completed);
+
+	if (req->easy != NULL) {
+		(void)curl_multi_remove_handle(http->multi, req->easy);
+		curl_easy_cleanup(req->easy);
+	}
+	DLLIST_REMOVE(&http->requests, req);
+	i_assert(http->requests_count > 0);
+	http->requests_count--;
+	event_unref(&req->event);
+	i_free(req->submit_error);
+	i_free(req);
+}
+
+/* Unlink req, run its callback and free it. Returns FALSE when the
+   callback destroyed http. */
+static bool
+deltapush_http_request_complete(struct deltapush_http_request *req,
+				const struct deltapush_http_result *result)
+{
+	struct deltapush_http *http = req->http;
+	bool destroyed;
+
+	if (req->easy != NULL) {
+		/* Frees the connection's slot for queued requests, and keeps
+		   a later abort of req from touching the multi handle */
+		(void)curl_multi_remove_handle(http->multi, req->easy);
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+	}
+	DLLIST_REMOVE(&http->requests, req);
+	i_assert(http->requests_count > 0);
+	http->requests_count--;
+	req->completed = TRUE;
+
+	if (result->status != 0) {
+		e_debug(req->event, "Finished with status %u in %"PRIu64" us",
+			result->status, result->duration_usecs);
+	} else {
+		e_debug(req->event, "Failed in %"PRIu64" us: %s",
+			result->duration_usecs, result->error);
+	}
+
+	http->dispatching++;
+	req->callback(result, req->context);
+	http->dispatching--;
+	destroyed = http->destroyed;
+
+	event_unref(&req->event);
+	i_free(req->submit_error);
+	i_free(req);
+
+	if (destroyed && http->dispatching == 0)
+		i_free(http);
+	return !destroyed;
+}
+
+static bool
+deltapush_http_request_finished(struct deltapush_http_request *req,
+				CURLcode code)
+{
+	struct deltapush_http_result result;
+	long status = 0;
+
+	i_zero(&result);
+	result.duration_usecs = deltapush_http_usecs_since(&req->start);
+	if (curl_easy_getinfo(req->easy, CURLINFO_RESPONSE_CODE,
+			      &status) != CURLE_OK)
+		status = 0;
+	if (status > 0 && status < 1000) {
+		/* The server answered; a transfer error after the status
+		   line (e.g. a cut body) does not change what it said. */
+		result.status = (unsigned int)status;
+		if (code != CURLE_OK) {
+			e_debug(req->event, "Error after status %ld: %s",
+				status, curl_easy_strerror(code));
+		}
+	} else if (req->error_buf[0] != '\0')
+		result.error = req->error_buf;
+	else if (code != CURLE_OK)
+		result.error = curl_easy_strerror(code);
+	else
+		result.error = "No HTTP response received";
+	return deltapush_http_request_complete(req, &result);
+}
+
+/* Complete every transfer libcurl has finished. A callback may post,
+   abort or deinit; libcurl drops the messages of removed handles, and
+   each message is fully handled before the next one is read. */
+static void deltapush_http_drain(struct deltapush_http *http)
+{
+	struct deltapush_http_request *req;
+	CURLMsg *msg;
+	CURLcode code;
+	char *priv;
+	int queued;
+
+	while (http->multi != NULL &&
+	       (msg = curl_multi_info_read(http->multi, &queued)) != NULL) {
+		if (msg->msg != CURLMSG_DONE)
+			continue;
+		code = msg->data.result;
+		priv = NULL;
+		if (curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+				      &priv) != CURLE_OK || priv == NULL) {
+			e_error(http->event,
+				"Finished transfer has no request");
+			(void)curl_multi_remove_handle(http->multi,
+						       msg->easy_handle);
+			continue;
+		}
+		req = (struct deltapush_http_request *)priv;
+		if (!deltapush_http_request_finished(req, code))
+			return;
+	}
+}
+
+static void deltapush_http_socket_action(struct deltapush_http *http,
+					 curl_socket_t fd, int ev_bitmask)
+{
+	CURLMcode mcode;
+	int running;
+
+	mcode = curl_multi_socket_action(http->multi, fd, ev_bitmask,
+					 &running);
+	if (mcode != CURLM_OK) {
+		e_error(http->event, "curl_multi_socket_action() failed: %s",
+			curl_multi_strerror(mcode));
+	}
+	deltapush_http_drain(http);
+}
+
+static void deltapush_http_fail_submitted(struct deltapush_http *http)
+{
+	struct deltapush_http_request *req, *next;
+	struct deltapush_http_result result;
+
+	timeout_remove(&http->to_failed);
+	for (req = http->requests; req != NULL; req = next) {
+		next = req->next;
+		if (req->submit_error == NULL)
+			continue;
+		/* A callback may abort next, so restart from the head */
+		i_zero(&result);
+		result.error = req->submit_error;
+		result.duration_usecs =
+			deltapush_http_usecs_since(&req->start);
+		if (!deltapush_http_request_complete(req, &result))
+			return;
+		next = http->requests;
+	}
+}
+
+struct deltapush_http *
+deltapush_http_init(const struct deltapush_http_settings *set,
+		    struct event *event_parent)
+{
+	struct deltapush_http *http;
+	struct curl_slist *headers = NULL;
+
+	i_assert(current_ioloop != NULL);
+
+	http = i_new(struct deltapush_http, 1);
+	http->ioloop = current_ioloop;
+	http->user_agent = i_strdup(set->user_agent);
+	http->ca_file = i_strdup_empty(set->ca_file);
+	http->timeout_msecs = set->timeout_msecs;
+
+	http->event = event_create(event_parent);
+	event_add_category(http->event, &event_category_deltapush);
+	event_set_append_log_prefix(http->event, "deltapush-http: ");
+
+	/* The body is opaque bytes; an empty Expect: stops libcurl from
+	   waiting for a 100-continue that a proxy may never send */
+	headers = curl_slist_append(headers,
+				    "Content-Type: application/octet-stream");
+	if (headers != NULL)
+		headers = curl_slist_append(headers, "Expect:");
+	if (headers == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "curl_slist_append() failed");
+	http->headers = headers;
+
+	http->multi = curl_multi_init();
+	if (http->multi == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "curl_multi_init() failed");
+	(void)curl_multi_setopt(http->multi, CURLMOPT_SOCKETFUNCTION,
+				deltapush_http_socket_cb);
+	(void)curl_multi_setopt(http->multi, CURLMOPT_SOCKETDATA, http);
+	(void)curl_multi_setopt(http->multi, CURLMOPT_TIMERFUNCTION,
+				deltapush_http_timer_cb);
+	(void)curl_multi_setopt(http->multi, CURLMOPT_TIMERDATA, http);
+	(void)curl_multi_setopt(http->multi, CURLMOPT_PIPELINING,
+				CURLPIPE_MULTIPLEX);
+	(void)curl_multi_setopt(http->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
+				(long)DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS);
+	return http;
+}
+
+void deltapush_http_deinit(struct deltapush_http **_http)
+{
+	struct deltapush_http *http = *_http;
+
+	if (http == NULL)
+		return;
+	*_http = NULL;
+	i_assert(!http->destroyed);
+
+	while (http->requests != NULL)
+		deltapush_http_request_free(http->requests);
+
+	/* Drop the ios while libcurl's sockets are still open; libcurl
+	   closes them in curl_multi_cleanup() */
+	while (http->sockets != NULL) {
+		struct deltapush_http_socket *sock = http->sockets;
+
+		(void)curl_multi_assign(http->multi, sock->fd, NULL);
+		deltapush_http_socket_free(sock);
+	}
+	http->destroyed = TRUE;
+	(void)curl_multi_cleanup(http->multi);
+	http->multi = NULL;
+	timeout_remove(&http->to);
+	timeout_remove(&http->to_failed);
+
+	curl_slist_free_all(http->headers);
+	event_unref(&http->event);
+	i_free(http->user_agent);
+	i_free(http->ca_file);
+	/* Inside a callback: deltapush_http_request_complete() frees it */
+	if (http->dispatching == 0)
+		i_free(http);
+}
+
+static void
+deltapush_http_request_setopt(struct deltapush_http_request *req,
+			      const char *url, const void *body,
+			      size_t body_size)
+{
+	struct deltapush_http *http = req->http;
+	CURL *easy = req->easy;
+	CURLcode code = CURLE_OK;
+
+#define SETOPT(option, value) STMT_START { \
+	if (code == CURLE_OK) \
+		code = curl_easy_setopt(easy, option, value); \
+	} STMT_END
+	SETOPT(CURLOPT_PRIVATE, (void *)req);
+	SETOPT(CURLOPT_ERRORBUFFER, req->error_buf);
+	SETOPT(CURLOPT_NOSIGNAL, 1L);
+	SETOPT(CURLOPT_URL, url);
+	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
+	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+	SETOPT(CURLOPT_TIMEOUT_MS, (long)http->timeout_msecs);
+	SETOPT(CURLOPT_SSL_VERIFYPEER, 1L);
+	SETOPT(CURLOPT_SSL_VERIFYHOST, 2L);
+	if (http->ca_file != NULL)
+		SETOPT(CURLOPT_CAINFO, http->ca_file);
+	if (http->user_agent != NULL)
+		SETOPT(CURLOPT_USERAGENT, http->user_agent);
+	SETOPT(CURLOPT_HTTPHEADER, http->headers);
+	SETOPT(CURLOPT_WRITEFUNCTION, deltapush_http_write_cb);
+	/* The size first, so the copy is binary-safe */
+	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_size);
+	SETOPT(CURLOPT_COPYPOSTFIELDS, body_size == 0 ? "" : body);
+#undef SETOPT
+	if (code != CURLE_OK) {
+		req->submit_error = i_strdup_printf(
+			"curl_easy_setopt() failed: %s",
+			curl_easy_strerror(code));
+		return;
+	}
+
+	/* Only a libcurl without HTTP/2 refuses this: HTTP/1.1 then */
+	code = curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+				(long)CURL_HTTP_VERSION_2TLS);
+	if (code != CURLE_OK) {
+		e_debug(req->event, "HTTP/2 not available: %s",
+			curl_easy_strerror(code));
+	}
+}
+
+struct deltapush_http_request *
+deltapush_http_post(struct deltapush_http *http, const char *url,
+		    const void *body, size_t body_size,
+		    deltapush_http_callback_t *callback, void *context)
+{
+	struct deltapush_http_request *req;
+	CURLMcode mcode;
+
+	i_assert(!http->destroyed);
+	i_assert(callback != NULL);
+
+	req = i_new(struct deltapush_http_request, 1);
+	req->http = http;
+	req->callback = callback;
+	req->context = context;
+	if (clock_gettime(CLOCK_MONOTONIC, &req->start) < 0)
+		i_fatal("clock_gettime(CLOCK_MONOTONIC) failed: %m");
+	req->event = event_create(http->event);
+	event_add_str(req->event, "url", url);
+	DLLIST_PREPEND(&http->requests, req);
+	http->requests_count++;
+
+	req->easy = curl_easy_init();
+	if (req->easy == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "curl_easy_init() failed");
+	deltapush_http_request_setopt(req, url, body, body_size);
+	if (req->submit_error == NULL) {
+		mcode = curl_multi_add_handle(http->multi, req->easy);
+		if (mcode != CURLM_OK) {
+			req->submit_error = i_strdup_printf(
+				"curl_multi_add_handle() failed: %s",
+				curl_multi_strerror(mcode));
+		}
+	}
+	if (req->submit_error != NULL) {
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+	}
+
+	if (req->submit_error != NULL) {
+		e_error(req->event, "%s", req->submit_error);
+		/* The callback must not run inside this function */
+		if (http->to_failed == NULL) {
+			http->to_failed = timeout_add_short_to(
+				http->ioloop, 0,
+				deltapush_http_fail_submitted, http);
+		}
+	}
+	return req;
+}
+
+void deltapush_http_request_abort(struct deltapush_http_request **_req)
+{
+	struct deltapush_http_request *req = *_req;
+
+	if (req == NULL)
+		return;
+	*_req = NULL;
+	/* Aborting from its own callback: freed when the callback returns */
+	if (req->completed)
+		return;
+	deltapush_http_request_free(req);
+}
+
+unsigned int deltapush_http_get_in_flight(struct deltapush_http *http)
+{
+	return http->requests_count;
+}

@@ -1,0 +1,67 @@
+#ifndef DELTAPUSH_PROTOCOL_H
+#define DELTAPUSH_PROTOCOL_H
+
+/* The line protocol between the mail plugins (and doveadm) and the
+   deltapush service, on a unix socket. Both sides first exchange
+   connection.h's handshake:
+
+     VERSION <TAB> deltapush <TAB> <major> <TAB> <minor> <LF>
+
+   Then the client sends one request per line and the service answers each
+   with one line, in order. Every field is tab-escaped (str_tabescape()), so
+   values may contain any byte except NUL.
+
+     REGISTER <user> <token>  -> OK <1 if added, 0 if refreshed>
+     LIST <user>              -> OK [<token> ...]   (oldest first)
+     FORGET <user>            -> OK <number of tokens removed>
+     NOTIFY <user>            -> OK <number of tokens now due for a push>
+
+   A request the service cannot carry out is answered FAIL <reason>. A line
+   that is not a valid request (unknown command, wrong number of fields)
+   closes the connection. */
+
+#define DELTAPUSH_PROTOCOL_SERVICE_NAME "deltapush"
+#define DELTAPUSH_PROTOCOL_MAJOR_VERSION 1
+#define DELTAPUSH_PROTOCOL_MINOR_VERSION 0
+
+#define DELTAPUSH_PROTOCOL_CMD_REGISTER "REGISTER"
+#define DELTAPUSH_PROTOCOL_CMD_LIST "LIST"
+#define DELTAPUSH_PROTOCOL_CMD_FORGET "FORGET"
+#define DELTAPUSH_PROTOCOL_CMD_NOTIFY "NOTIFY"
+
+#define DELTAPUSH_PROTOCOL_REPLY_OK "OK"
+#define DELTAPUSH_PROTOCOL_REPLY_FAIL "FAIL"
+
+/* Longest line either side accepts: 32 tokens of 4096 bytes in a LIST
+   reply, each possibly escaped, plus the other fields. */
+#define DELTAPUSH_PROTOCOL_MAX_LINE_SIZE (320 * 1024)
+
+enum deltapush_request_type {
+	DELTAPUSH_REQUEST_REGISTER,
+	DELTAPUSH_REQUEST_LIST,
+	DELTAPUSH_REQUEST_FORGET,
+	DELTAPUSH_REQUEST_NOTIFY,
+};
+
+struct deltapush_request {
+	enum deltapush_request_type type;
+	const char *user;
+	/* Only with REGISTER */
+	const char *token;
+};
+
+/* Append one request line (with its LF) to dest. */
+void deltapush_protocol_append_request(string_t *dest,
+				       const struct deltapush_request *request);
+/* Append one reply line of the given fields (with its LF) to dest. */
+void deltapush_protocol_append_reply(string_t *dest, const char *status,
+				     const char *const *fields);
+
+/* Parse the unescaped fields of a request line (as connection.h's
+   input_args gives them). Returns 0 on success, -1 with error_r when the
+   line is not a valid request. The strings in request_r point into args. */
+int deltapush_protocol_parse_request(const char *const *args,
+				     struct deltapush_request *request_r,
+				     const char **error_r);
+
+#endif

@@ -1,0 +1,95 @@
+#ifndef DELTAPUSH_STORE_H
+#define DELTAPUSH_STORE_H
+
+#include "deltapush-schedule.h"
+
+/* The service's SQLite database: every user's push tokens and the push
+   state of each token. Only the deltapush service opens it. */
+
+struct deltapush_store;
+
+struct deltapush_store_token {
+	int64_t id;
+	const char *user;
+	const char *token;
+	/* Unix times of the first registration and of the last one */
+	time_t created, last_seen;
+	/* in_flight is always FALSE in what the store returns */
+	struct deltapush_push_state state;
+};
+ARRAY_DEFINE_TYPE(deltapush_store_token, struct deltapush_store_token);
+
+/* Open (creating or upgrading the schema as needed) the database at path.
+   Returns 0 on success, -1 with error_r on failure. */
+int deltapush_store_open(const char *path, struct event *event_parent,
+			 struct deltapush_store **store_r,
+			 const char **error_r);
+void deltapush_store_close(struct deltapush_store **store);
+
+/* Group the following calls into one transaction (and one disk sync). */
+int deltapush_store_begin(struct deltapush_store *store, const char **error_r);
+int deltapush_store_commit(struct deltapush_store *store, const char **error_r);
+void deltapush_store_rollback(struct deltapush_store *store);
+
+/* Add token to the user's set, or refresh its last_seen when the user
+   already has it. When the user then has more than max_tokens tokens, the
+   least recently seen ones are removed (their tokens are added to
+   evicted_r when it is not NULL). Returns 1 if added, 0 if refreshed, -1
+   on error. */
+int deltapush_store_register(struct deltapush_store *store, const char *user,
+			     const char *token, time_t now,
+			     unsigned int max_tokens, pool_t pool,
+			     ARRAY_TYPE(const_string) *evicted_r,
+			     const char **error_r);
+
+/* Get the user's tokens last seen at or after min_last_seen, oldest
+   registration first. Returns 0 on success (also when there are none),
+   -1 on error. */
+int deltapush_store_list(struct deltapush_store *store, const char *user,
+			 time_t min_last_seen, pool_t pool,
+			 ARRAY_TYPE(deltapush_store_token) *tokens_r,
+			 const char **error_r);
+
+/* Get one token by its id. Returns 1 if found, 0 if not, -1 on error. */
+int deltapush_store_get(struct deltapush_store *store, int64_t id,
+			pool_t pool, struct deltapush_store_token *token_r,
+			const char **error_r);
+
+/* Remove all of the user's tokens. */
+int deltapush_store_forget(struct deltapush_store *store, const char *user,
+			   unsigned int *count_r, const char **error_r);
+/* Remove one token by id. Returns 1 if removed, 0 if it was not there. */
+int deltapush_store_remove(struct deltapush_store *store, int64_t id,
+			   const char **error_r);
+/* Remove every token last seen before min_last_seen. */
+int deltapush_store_prune(struct deltapush_store *store, time_t min_last_seen,
+			  unsigned int *count_r, const char **error_r);
+
+/* Save a token's push state. Returns 1 if saved, 0 if the token no
+   longer exists, -1 on error. */
+int deltapush_store_update_state(struct deltapush_store *store, int64_t id,
+				 const struct deltapush_push_state *state,
+				 const char **error_r);
+
+/* Get up to limit tokens with a pending push (state.due_msecs != 0), in
+   (due_msecs, id) order, starting after the given position (0, 0 for the
+   start). Used to load pending work in batches at startup. */
+int deltapush_store_get_pending(struct deltapush_store *store,
+				uint64_t after_due_msecs, int64_t after_id,
+				unsigned int limit, pool_t pool,
+				ARRAY_TYPE(deltapush_store_token) *tokens_r,
+				const char **error_r);
+
+/* Counts for status output. */
+struct deltapush_store_stats {
+	uint64_t tokens;
+	uint64_t users;
+	uint64_t pending;
+	/* Smallest due_msecs of the pending pushes; 0 if none */
+	uint64_t oldest_due_msecs;
+};
+int deltapush_store_get_stats(struct deltapush_store *store,
+			      struct deltapush_store_stats *stats_r,
+			      const char **error_r);
+
+#endif

@@ -1,0 +1,414 @@
+/* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
+
+#include "lib.h"
+#include "array.h"
+#include "hash.h"
+#include "ioloop.h"
+#include "priorityq.h"
+#include "deltapush-common.h"
+#include "deltapush-settings.h"
+#include "deltapush-token.h"
+#include "deltapush-store.h"
+#include "deltapush-http.h"
+#include "deltapush-schedule.h"
+#include "deltapush-sender.h"
+
+/* How many pending pushes to read from the store at a time at startup. */
+#define DELTAPUSH_SENDER_LOAD_BATCH 1000
+
+/* A token with a push due or on the wire. */
+struct deltapush_pending {
+	/* Ordered by state.due_msecs while not in flight */
+	struct priorityq_item item;
+	struct deltapush_sender *sender;
+
+	int64_t id;
+	struct deltapush_push_state state;
+	bool queued:1;
+
+	/* Set when sent, for logging */
+	char *user, *token_prefix;
+	struct deltapush_http_request *request;
+};
+
+struct deltapush_sender {
+	const struct deltapush_settings *set;
+	struct deltapush_schedule_settings sched_set;
+	struct deltapush_store *store;
+	struct deltapush_http *http;
+	struct event *event;
+
+	struct priorityq *queue;
+	HASH_TABLE(void *, struct deltapush_pending *) pending;
+	struct timeout *to;
+	unsigned int in_flight;
+};
+
+static void deltapush_sender_run(struct deltapush_sender *sender);
+
+static uint64_t deltapush_now_msecs(void)
+{
+	return (uint64_t)ioloop_timeval.tv_sec * 1000 +
+		ioloop_timeval.tv_usec / 1000;
+}
+
+static int deltapush_pending_cmp(const void *p1, const void *p2)
+{
+	const struct deltapush_pending *pend1 = p1, *pend2 = p2;
+
+	if (pend1->state.due_msecs < pend2->state.due_msecs)
+		return -1;
+	if (pend1->state.due_msecs > pend2->state.due_msecs)
+		return 1;
+	return pend1->id < pend2->id ? -1 : (pend1->id > pend2->id ? 1 : 0);
+}
+
+static struct deltapush_pending *
+deltapush_pending_lookup(struct deltapush_sender *sender, int64_t id)
+{
+	return hash_table_lookup(sender->pending, POINTER_CAST(id));
+}
+
+static void deltapush_pending_free(struct deltapush_pending *pend)
+{
+	i_free(pend->user);
+	i_free(pend->token_prefix);
+	i_free(pend);
+}
+
+static void deltapush_pending_unqueue(struct deltapush_pending *pend)
+{
+	if (pend->queued) {
+		priorityq_remove(pend->sender->queue, &pend->item);
+		pend->queued = FALSE;
+	}
+}
+
+/* Put the push in the queue for its due time, or drop it when nothing is
+   due any more. */
+static void deltapush_pending_update(struct deltapush_sender *sender,
+				     struct deltapush_pending *pend)
+{
+	deltapush_pending_unqueue(pend);
+	if (pend->state.in_flight)
+		return;
+	if (pend->state.due_msecs == 0) {
+		hash_table_remove(sender->pending, POINTER_CAST(pend->id));
+		deltapush_pending_free(pend);
+		return;
+	}
+	priorityq_add(sender->queue, &pend->item);
+	pend->queued = TRUE;
+}
+
+static struct deltapush_pending *
+deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
+		      const struct deltapush_push_state *state)
+{
+	struct deltapush_pending *pend;
+
+	pend = i_new(struct deltapush_pending, 1);
+	pend->sender = sender;
+	pend->id = id;
+	pend->state = *state;
+	hash_table_insert(sender->pending, POINTER_CAST(id), pend);
+	deltapush_pending_update(sender, pend);
+	return pend;
+}
+
+static void deltapush_sender_save(struct deltapush_sender *sender,
+				  struct deltapush_pending *pend)
+{
+	const char *error;
+
+	if (deltapush_store_update_state(sender->store, pend->id,
+					 &pend->state, &error) < 0) {
+		e_error(sender->event, "Couldn't save the push state of "
+			"token %s: %s", pend->token_prefix, error);
+	}
+}
+
+static void
+deltapush_sender_finish(struct deltapush_sender *sender,
+			struct deltapush_pending *pend,
+			const struct deltapush_http_result *result)
+{
+	enum deltapush_schedule_outcome outcome;
+	uint64_t now = deltapush_now_msecs();
+	const char *error;
+	int ret;
+
+	if (result->status == 410) {
+		/* The proxy says the token can never be delivered again. */
+		ret = deltapush_store_remove(sender->store, pend->id, &error);
+		if (ret < 0) {
+			e_error(sender->event, "Couldn't remove the expired "
+				"token %s of user %s: %s", pend->token_prefix,
+				pend->user, error);
+		} else {
+			e_info(sender->event, "Removed token %s of user %s: "
+			       "the notification proxy reports it gone (410)",
+			       pend->token_prefix, pend->user);
+		}
+		pend->state.in_flight = FALSE;
+		pend->state.due_msecs = 0;
+		deltapush_pending_update(sender, pend);
+		return;
+	}
+
+	outcome = deltapush_schedule_finished(&sender->sched_set, &pend->state,
+					      now, result->status == 200);
+	if (result->status == 200) {
+		e_debug(sender->event, "Pushed token %s of user %s in %llu us",
+			pend->token_prefix, pend->user,
+			(unsigned long long)result->duration_usecs);
+	} else if (outcome == DELTAPUSH_SCHEDULE_DROPPED) {
+		e_error(sender->event, "Giving up pushing token %s of user %s "
+			"after %u attempts: %s", pend->token_prefix, pend->user,
+			pend->state.attempts, result->error != NULL ?
+			result->error : t_strdup_printf("HTTP status %u",
+							result->status));
+	} else {
+		e_warning(sender->event, "Push to token %s of user %s failed "
+			  "(attempt %u, retrying in %llu ms): %s",
+			  pend->token_prefix, pend->user, pend->state.attempts,
+			  (unsigned long long)(pend->state.due_msecs - now),
+			  result->error != NULL ? result->error :
+			  t_strdup_printf("HTTP status %u", result->status));
+	}
+	deltapush_sender_save(sender, pend);
+	deltapush_pending_update(sender, pend);
+}
+
+static void deltapush_sender_http_callback(const struct deltapush_http_result *result,
+					   void *context)
+{
+	struct deltapush_pending *pend = context;
+	struct deltapush_sender *sender = pend->sender;
+
+	i_assert(sender->in_flight > 0);
+	sender->in_flight--;
+	pend->request = NULL;
+	deltapush_sender_finish(sender, pend, result);
+	deltapush_sender_run(sender);
+}
+
+/* Returns FALSE when the token no longer exists. */
+static bool deltapush_sender_send(struct deltapush_sender *sender,
+				  struct deltapush_pending *pend)
+{
+	struct deltapush_store_token token;
+	const char *error;
+	int ret;
+
+	ret = deltapush_store_get(sender->store, pend->id,
+				  pool_datastack_create(), &token, &error);
+	if (ret < 0) {
+		/* Leave it due; the store may come back. */
+		e_error(sender->event, "Couldn't read token %lld: %s",
+			(long long)pend->id, error);
+		return FALSE;
+	}
+	if (ret == 0) {
+		/* Forgotten, evicted or expired since it became due */
+		pend->state.due_msecs = 0;
+		return FALSE;
+	}
+	i_free(pend->user);
+	i_free(pend->token_prefix);
+	pend->user = i_strdup(token.user);
+	pend->token_prefix = i_strdup(deltapush_token_log_prefix(token.token));
+	deltapush_schedule_sent(&pend->state, deltapush_now_msecs());
+	sender->in_flight++;
+	pend->request = deltapush_http_post(sender->http, sender->set->notify_url,
+		token.token, strlen(token.token),
+		deltapush_sender_http_callback, pend);
+	return TRUE;
+}
+
+static void deltapush_sender_timeout(struct deltapush_sender *sender)
+{
+	timeout_remove(&sender->to);
+	deltapush_sender_run(sender);
+}
+
+/* Send every push that is due, as far as the parallel limit allows, and
+   arm the timer for the next one. */
+static void deltapush_sender_run(struct deltapush_sender *sender)
+{
+	struct deltapush_pending *pend;
+	uint64_t now = deltapush_now_msecs();
+
+	timeout_remove(&sender->to);
+	while (sender->in_flight < sender->set->max_parallel &&
+	       priorityq_count(sender->queue) > 0) {
+		pend = (struct deltapush_pending *)priorityq_peek(sender->queue);
+		if (pend->state.due_msecs > now) {
+			sender->to = timeout_add_short_to(io_loop_get_root(),
+				I_MIN(pend->state.due_msecs - now, 3600*1000),
+				deltapush_sender_timeout, sender);
+			return;
+		}
+		deltapush_pending_unqueue(pend);
+		T_BEGIN {
+			if (!deltapush_sender_send(sender, pend)) {
+				/* A read error leaves it due: retry soon
+				   rather than spin on it. */
+				if (pend->state.due_msecs != 0)
+					pend->state.due_msecs = now + 1000;
+				deltapush_pending_update(sender, pend);
+			}
+		} T_END;
+	}
+}
+
+int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
+			    const char **error_r)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	struct deltapush_store_token *token;
+	struct deltapush_pending *pend;
+	struct deltapush_push_state *states;
+	uint64_t now = deltapush_now_msecs();
+	unsigned int i, count;
+	int ret = 0;
+
+	t_array_init(&tokens, 8);
+	if (deltapush_store_begin(sender->store, error_r) < 0)
+		return -1;
+	if (deltapush_store_list(sender->store, user,
+				 ioloop_time - sender->set->token_ttl_secs,
+				 pool_datastack_create(), &tokens, error_r) < 0) {
+		deltapush_store_rollback(sender->store);
+		return -1;
+	}
+	/* Work on copies: memory changes only once the store has them. */
+	count = array_count(&tokens);
+	states = t_new(struct deltapush_push_state, count + 1);
+	for (i = 0; i < count; i++) {
+		token = array_idx_modifiable(&tokens, i);
+		pend = deltapush_pending_lookup(sender, token->id);
+		states[i] = pend != NULL ? pend->state : token->state;
+		(void)deltapush_schedule_trigger(&sender->sched_set, &states[i],
+						 now);
+		if (deltapush_store_update_state(sender->store, token->id,
+						 &states[i], error_r) < 0) {
+			ret = -1;
+			break;
+		}
+	}
+	if (ret < 0 || deltapush_store_commit(sender->store, error_r) < 0) {
+		deltapush_store_rollback(sender->store);
+		return -1;
+	}
+	for (i = 0; i < count; i++) {
+		token = array_idx_modifiable(&tokens, i);
+		pend = deltapush_pending_lookup(sender, token->id);
+		if (pend == NULL)
+			(void)deltapush_pending_add(sender, token->id, &states[i]);
+		else {
+			pend->state = states[i];
+			deltapush_pending_update(sender, pend);
+		}
+	}
+	deltapush_sender_run(sender);
+	return count;
+}
+
+int deltapush_sender_load(struct deltapush_sender *sender,
+			  const char **error_r)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token;
+	uint64_t after_due = 0;
+	int64_t after_id = 0;
+	unsigned int loaded = 0;
+	int ret = 0;
+
+	do T_BEGIN {
+		t_array_init(&tokens, DELTAPUSH_SENDER_LOAD_BATCH);
+		if (deltapush_store_get_pending(sender->store, after_due,
+				after_id, DELTAPUSH_SENDER_LOAD_BATCH,
+				pool_datastack_create(), &tokens,
+				error_r) < 0) {
+			*error_r = t_strdup(*error_r);
+			ret = -1;
+		} else {
+			array_foreach(&tokens, token) {
+				if (deltapush_pending_lookup(sender, token->id) == NULL)
+					(void)deltapush_pending_add(sender,
+						token->id, &token->state);
+				after_due = token->state.due_msecs;
+				after_id = token->id;
+			}
+			loaded += array_count(&tokens);
+			if (array_count(&tokens) < DELTAPUSH_SENDER_LOAD_BATCH)
+				ret = 1;
+		}
+	} T_END; while (ret == 0);
+	if (ret < 0)
+		return -1;
+	if (loaded > 0)
+		e_info(sender->event, "Loaded %u pending push(es)", loaded);
+	deltapush_sender_run(sender);
+	return 0;
+}
+
+unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender)
+{
+	return sender->in_flight;
+}
+
+unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender)
+{
+	return hash_table_count(sender->pending);
+}
+
+struct deltapush_sender *
+deltapush_sender_init(const struct deltapush_settings *set,
+		      struct deltapush_store *store,
+		      struct event *event_parent)
+{
+	struct deltapush_sender *sender;
+	struct deltapush_http_settings http_set = {
+		.ca_file = set->ca_file,
+		.timeout_msecs = set->http_timeout_msecs,
+		.user_agent = DELTAPUSH_USER_AGENT,
+	};
+
+	sender = i_new(struct deltapush_sender, 1);
+	sender->set = set;
+	sender->store = store;
+	sender->sched_set.debounce_msecs = set->debounce_msecs;
+	sender->sched_set.retry_base_msecs = set->retry_base_msecs;
+	sender->sched_set.retry_deadline_msecs =
+		(uint64_t)set->retry_deadline_secs * 1000;
+	sender->event = event_create(event_parent);
+	event_add_category(sender->event, &event_category_deltapush);
+	sender->queue = priorityq_init(deltapush_pending_cmp, 128);
+	hash_table_create_direct(&sender->pending, default_pool, 128);
+	sender->http = deltapush_http_init(&http_set, sender->event);
+	return sender;
+}
+
+void deltapush_sender_deinit(struct deltapush_sender **_sender)
+{
+	struct deltapush_sender *sender = *_sender;
+	struct hash_iterate_context *iter;
+	struct deltapush_pending *pend;
+	void *key;
+
+	*_sender = NULL;
+
+	timeout_remove(&sender->to);
+	/* No callbacks after this: in-flight pushes stay due in the store. */
+	deltapush_http_deinit(&sender->http);
+	iter = hash_table_iterate_init(sender->pending);
+	while (hash_table_iterate(iter, sender->pending, &key, &pend))
+		deltapush_pending_free(pend);
+	hash_table_iterate_deinit(&iter);
+	hash_table_destroy(&sender->pending);
+	priorityq_deinit(&sender->queue);
+	event_unref(&sender->event);
+	i_free(sender);
+}

@@ -1,0 +1,32 @@
+#ifndef DELTAPUSH_SENDER_H
+#define DELTAPUSH_SENDER_H
+
+struct deltapush_store;
+struct deltapush_settings;
+
+/* Decides when each token is pushed (coalescing, retries) and sends the
+   pushes. Every state change is in the store before it is acted on, so a
+   restart continues where the last process stopped. */
+struct deltapush_sender;
+
+struct deltapush_sender *
+deltapush_sender_init(const struct deltapush_settings *set,
+		      struct deltapush_store *store,
+		      struct event *event_parent);
+/* Aborts requests in flight: their pushes stay due in the store. */
+void deltapush_sender_deinit(struct deltapush_sender **sender);
+
+/* Load the pending pushes from the store and start sending them. */
+int deltapush_sender_load(struct deltapush_sender *sender,
+			  const char **error_r);
+
+/* New mail for user: make each of the user's live tokens due for a push.
+   Returns the number of tokens triggered, or -1 with error_r when the
+   trigger could not be recorded (then nothing changed). */
+int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
+			    const char **error_r);
+
+unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender);
+unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender);
+
+#endif

@@ -1,0 +1,23 @@
+#ifndef DELTAPUSH_SERVER_H
+#define DELTAPUSH_SERVER_H
+
+struct master_service_connection;
+struct deltapush_settings;
+struct deltapush_store;
+struct deltapush_sender;
+
+/* The service's side of the line protocol (deltapush-protocol.h): one
+   connection per plugin request, answered from the store and sender. */
+struct deltapush_server;
+
+struct deltapush_server *
+deltapush_server_init(const struct deltapush_settings *set,
+		      struct deltapush_store *store,
+		      struct deltapush_sender *sender,
+		      struct event *event_parent);
+void deltapush_server_deinit(struct deltapush_server **server);
+
+void deltapush_server_accept(struct deltapush_server *server,
+			     struct master_service_connection *conn);
+
+#endif

@@ -1,0 +1,193 @@
+/* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
+
+#include "lib.h"
+#include "ioloop.h"
+#include "restrict-access.h"
+#include "master-service.h"
+#include "master-service-settings.h"
+#include "mail-storage-settings.h"
+#include "mail-user.h"
+#include "deltapush-common.h"
+#include "deltapush-settings.h"
+#include "deltapush-store.h"
+#include "deltapush-http.h"
+#include "deltapush-sender.h"
+#include "deltapush-server.h"
+
+/* How long in-flight pushes may finish after SIGTERM before the process
+   exits; what is unfinished stays due in the database. */
+#define DELTAPUSH_SHUTDOWN_GRACE_MSECS 2000
+/* How often tokens past deltapush_token_ttl are pruned. */
+#define DELTAPUSH_PRUNE_INTERVAL_MSECS (3600 * 1000)
+
+static struct event *deltapush_event;
+static const struct deltapush_settings *deltapush_set;
+static struct deltapush_store *deltapush_store;
+static struct deltapush_sender *deltapush_sender;
+static struct deltapush_server *deltapush_server;
+static struct timeout *to_prune;
+
+static const char *deltapush_service_getenv(const char *name, void *context)
+{
+	const struct mail_user_settings *user_set = context;
+
+	return mail_user_set_plugin_getenv(user_set, name);
+}
+
+/* The service reads the same plugin {} settings as the mail plugin:
+   one place for the operator to configure deltapush. */
+static void deltapush_service_read_settings(pool_t pool)
+{
+	static const struct setting_parser_info *set_roots[] = {
+		&mail_user_setting_parser_info,
+		NULL
+	};
+	struct master_service_settings_input input;
+	struct master_service_settings_output output;
+	const struct mail_user_settings *user_set;
+	struct deltapush_settings *set;
+	const char *error;
+
+	i_zero(&input);
+	input.roots = set_roots;
+	input.module = "mail";
+	input.service = "deltapush";
+	if (master_service_settings_read(master_service, &input, &output,
+					 &error) < 0)
+		i_fatal("Error reading configuration: %s", error);
+	user_set = master_service_settings_get_others(master_service)[0];
+	if (deltapush_settings_parse(pool, deltapush_service_getenv,
+				     (void *)user_set, &deltapush_set,
+				     &error) < 0)
+		i_fatal("Invalid settings: %s", error);
+	if (deltapush_set->db_path == NULL) {
+		set = p_new(pool, struct deltapush_settings, 1);
+		*set = *deltapush_set;
+		set->db_path = p_strconcat(pool,
+			master_service_settings_get(master_service)->state_dir,
+			"/" DELTAPUSH_DEFAULT_DB_NAME, NULL);
+		deltapush_set = set;
+	}
+}
+
+static void deltapush_prune(void *context ATTR_UNUSED)
+{
+	unsigned int count;
+	const char *error;
+
+	if (deltapush_store_prune(deltapush_store,
+				  ioloop_time - deltapush_set->token_ttl_secs,
+				  &count, &error) < 0)
+		e_error(deltapush_event, "Pruning expired tokens failed: %s",
+			error);
+	else if (count > 0)
+		e_info(deltapush_event, "Pruned %u token(s) unseen for %u s",
+		       count, deltapush_set->token_ttl_secs);
+}
+
+static bool deltapush_idle_die(void)
+{
+	/* process_min_avail keeps us running anyway; never die with work
+	   left if an operator configured otherwise. */
+	return deltapush_sender_get_pending(deltapush_sender) == 0;
+}
+
+static void client_connected(struct master_service_connection *conn)
+{
+	deltapush_server_accept(deltapush_server, conn);
+}
+
+static void deltapush_shutdown_timeout(struct ioloop *ioloop)
+{
+	io_loop_stop(ioloop);
+}
+
+static void deltapush_shutdown_check(struct ioloop *ioloop)
+{
+	if (deltapush_sender_get_in_flight(deltapush_sender) == 0)
+		io_loop_stop(ioloop);
+}
+
+/* Give in-flight pushes a short grace period to finish. */
+static void deltapush_shutdown_drain(void)
+{
+	struct ioloop *ioloop = current_ioloop;
+	struct timeout *to, *to_check;
+
+	if (deltapush_sender_get_in_flight(deltapush_sender) == 0)
+		return;
+	to = timeout_add(DELTAPUSH_SHUTDOWN_GRACE_MSECS,
+			 deltapush_shutdown_timeout, ioloop);
+	to_check = timeout_add_short(10, deltapush_shutdown_check, ioloop);
+	io_loop_run(ioloop);
+	timeout_remove(&to_check);
+	timeout_remove(&to);
+	if (deltapush_sender_get_in_flight(deltapush_sender) > 0) {
+		e_warning(deltapush_event, "Exiting with %u push(es) in flight: "
+			  "they stay due and are sent after the next start",
+			  deltapush_sender_get_in_flight(deltapush_sender));
+	}
+}
+
+static void main_init(pool_t pool)
+{
+	const char *error;
+
+	deltapush_event = event_create(NULL);
+	event_add_category(deltapush_event, &event_category_deltapush);
+
+	deltapush_service_read_settings(pool);
+	deltapush_http_global_init();
+	if (deltapush_store_open(deltapush_set->db_path, deltapush_event,
+				 &deltapush_store, &error) < 0)
+		i_fatal("%s", error);
+	deltapush_prune(NULL);
+	to_prune = timeout_add(DELTAPUSH_PRUNE_INTERVAL_MSECS,
+			       deltapush_prune, NULL);
+	deltapush_sender = deltapush_sender_init(deltapush_set,
+						 deltapush_store,
+						 deltapush_event);
+	if (deltapush_sender_load(deltapush_sender, &error) < 0)
+		i_fatal("Loading pending pushes failed: %s", error);
+	deltapush_server = deltapush_server_init(deltapush_set,
+						 deltapush_store,
+						 deltapush_sender,
+						 deltapush_event);
+	master_service_set_idle_die_callback(master_service,
+					     deltapush_idle_die);
+	e_debug(deltapush_event, "Started: database %s, proxy %s",
+		deltapush_set->db_path, deltapush_set->notify_url);
+}
+
+static void main_deinit(void)
+{
+	deltapush_shutdown_drain();
+	deltapush_server_deinit(&deltapush_server);
+	deltapush_sender_deinit(&deltapush_sender);
+	timeout_remove(&to_prune);
+	deltapush_store_close(&deltapush_store);
+	deltapush_http_global_deinit();
+	event_unref(&deltapush_event);
+}
+
+int main(int argc, char *argv[])
+{
+	pool_t pool;
+
+	master_service = master_service_init("deltapush", 0, &argc, &argv, "");
+	if (master_getopt(master_service) > 0)
+		return FATAL_DEFAULT;
+	master_service_init_log(master_service);
+
+	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
+	restrict_access_allow_coredumps(TRUE);
+
+	pool = pool_alloconly_create("deltapush settings", 1024);
+	main_init(pool);
+	master_service_init_finish(master_service);
+	master_service_run(master_service, client_connected);
+	main_deinit();
+	pool_unref(&pool);
+	master_service_deinit(&master_service);
+	return 0;
+}

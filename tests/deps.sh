@@ -1,0 +1,39 @@
+# Sourced by the test and demo scripts: Debian 12 packages and the build.
+
+deltapush_build_packages="build-essential autoconf automake libtool pkg-config
+ dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd
+ libcurl4-openssl-dev libsqlite3-dev python3"
+deltapush_test_packages="python3-pytest valgrind"
+
+# deltapush_install_deps [test]: install what is missing (as root).
+deltapush_install_deps() {
+	local pkgs="$deltapush_build_packages" missing=""
+	[ "${1:-}" = test ] && pkgs="$pkgs $deltapush_test_packages"
+	for p in $pkgs; do
+		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		echo "Missing Debian packages:$missing (run as root to install them)" >&2
+		return 1
+	fi
+	echo "== installing Debian packages:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
+		echo "apt-get install failed" >&2; return 1; }
+	# Debian starts the system Dovecot on install; the tests run their own.
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --now dovecot >/dev/null 2>&1 || true
+	fi
+}
+
+deltapush_build() {
+	echo "== building"
+	if [ ! -x configure ]; then
+		./autogen.sh >build.log 2>&1 || { cat build.log; return 1; }
+	fi
+	if [ ! -f Makefile ]; then
+		./configure >>build.log 2>&1 || { tail -30 build.log; return 1; }
+	fi
+	make -j2 >>build.log 2>&1 || { tail -40 build.log; return 1; }
+}
