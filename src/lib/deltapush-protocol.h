@@ -13,8 +13,18 @@
 
      REGISTER <user> <token>  -> OK <1 if added, 0 if refreshed>
      LIST <user>              -> OK [<token> ...]   (oldest first)
-     FORGET <user>            -> OK <number of tokens removed>
+     FORGET <user> [<prefix>] -> OK <number of tokens removed>
      NOTIFY <user>            -> OK <number of tokens now due for a push>
+
+   For doveadm and migration tools:
+
+     IMPORT <user> <token> <last seen unix time>
+                              -> OK <1 if added, 0 if already known>
+     TOKENS <user>            -> OK [<prefix> <created> <last seen>
+                                     <state> <next attempt msecs>
+                                     <attempts> ...]   (6 fields a token)
+     FLUSH [<user>]           -> OK <number of pushes made due now>
+     STATUS                   -> OK [<name> <value> ...]
 
    A request the service cannot carry out is answered FAIL <reason>. A line
    that is not a valid request (unknown command, wrong number of fields)
@@ -28,6 +38,13 @@
 #define DELTAPUSH_PROTOCOL_CMD_LIST "LIST"
 #define DELTAPUSH_PROTOCOL_CMD_FORGET "FORGET"
 #define DELTAPUSH_PROTOCOL_CMD_NOTIFY "NOTIFY"
+#define DELTAPUSH_PROTOCOL_CMD_IMPORT "IMPORT"
+#define DELTAPUSH_PROTOCOL_CMD_TOKENS "TOKENS"
+#define DELTAPUSH_PROTOCOL_CMD_FLUSH "FLUSH"
+#define DELTAPUSH_PROTOCOL_CMD_STATUS "STATUS"
+
+/* Fields per token in a TOKENS reply */
+#define DELTAPUSH_PROTOCOL_TOKENS_FIELDS 6
 
 #define DELTAPUSH_PROTOCOL_REPLY_OK "OK"
 #define DELTAPUSH_PROTOCOL_REPLY_FAIL "FAIL"
@@ -41,13 +58,20 @@ enum deltapush_request_type {
 	DELTAPUSH_REQUEST_LIST,
 	DELTAPUSH_REQUEST_FORGET,
 	DELTAPUSH_REQUEST_NOTIFY,
+	DELTAPUSH_REQUEST_IMPORT,
+	DELTAPUSH_REQUEST_TOKENS,
+	DELTAPUSH_REQUEST_FLUSH,
+	DELTAPUSH_REQUEST_STATUS,
 };
 
 struct deltapush_request {
 	enum deltapush_request_type type;
+	/* NULL with STATUS, and with FLUSH for all users */
 	const char *user;
-	/* Only with REGISTER */
+	/* REGISTER and IMPORT: the token; FORGET: a token prefix or NULL */
 	const char *token;
+	/* IMPORT only */
+	time_t last_seen;
 };
 
 /* Append one request line (with its LF) to dest. */

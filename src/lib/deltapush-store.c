@@ -84,7 +84,7 @@ static const char *const deltapush_store_sql[DELTAPUSH_STORE_STMT_COUNT] = {
 	[DELTAPUSH_STORE_STMT_RELEASE] = "RELEASE deltapush_call",
 	[DELTAPUSH_STORE_STMT_ROLLBACK_TO] = "ROLLBACK TO deltapush_call",
 	[DELTAPUSH_STORE_STMT_REFRESH] =
-		"UPDATE tokens SET last_seen = ?3"
+		"UPDATE tokens SET last_seen = MAX(last_seen, ?3)"
 		" WHERE username = ?1 AND token = ?2",
 	[DELTAPUSH_STORE_STMT_INSERT] =
 		"INSERT INTO tokens (username, token, created, last_seen)"

@@ -32,7 +32,8 @@ int deltapush_store_commit(struct deltapush_store *store, const char **error_r);
 void deltapush_store_rollback(struct deltapush_store *store);
 
 /* Add token to the user's set, or refresh its last_seen when the user
-   already has it. When the user then has more than max_tokens tokens, the
+   already has it (an older now never moves last_seen back, so importing
+   old registrations is safe). When the user then has more than max_tokens tokens, the
    least recently seen ones are removed (their tokens are added to
    evicted_r when it is not NULL). Returns 1 if added, 0 if refreshed, -1
    on error. */

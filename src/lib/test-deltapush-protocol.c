@@ -116,7 +116,9 @@ test_request_roundtrip(const struct deltapush_request *request,
 	struct deltapush_request parsed;
 	const char *const *args;
 	const char *error = NULL;
-	bool is_register = request->type == DELTAPUSH_REQUEST_REGISTER;
+	bool is_register = request->type == DELTAPUSH_REQUEST_REGISTER ||
+		(request->type == DELTAPUSH_REQUEST_FORGET &&
+		 request->token != NULL);
 
 	deltapush_protocol_append_request(line, request);
 	test_assert_idx(line_is_wellformed(line, is_register ? 3 : 2), idx);
@@ -158,7 +160,17 @@ static void test_deltapush_protocol_request_roundtrip(void)
 					test_request_roundtrip(&request, idx);
 				} T_END;
 				idx++;
-				if (types[t] != DELTAPUSH_REQUEST_REGISTER)
+				if (types[t] == DELTAPUSH_REQUEST_FORGET) {
+					/* and once without a prefix */
+					request.token = NULL;
+					T_BEGIN {
+						test_request_roundtrip(&request,
+								       idx);
+					} T_END;
+					idx++;
+				}
+				if (types[t] != DELTAPUSH_REQUEST_REGISTER &&
+				    types[t] != DELTAPUSH_REQUEST_FORGET)
 					break;
 			}
 		}
@@ -267,6 +279,44 @@ static void test_deltapush_protocol_parse_valid(void)
 	test_end();
 }
 
+static void test_deltapush_protocol_admin_requests(void)
+{
+	static const struct {
+		struct deltapush_request request;
+		const char *line;
+	} cases[] = {
+		{ { DELTAPUSH_REQUEST_FORGET, "bob", "openpgp:ab", 0 },
+		  "FORGET\tbob\topenpgp:ab\n" },
+		{ { DELTAPUSH_REQUEST_IMPORT, "bob", "tok", 1700000000 },
+		  "IMPORT\tbob\ttok\t1700000000\n" },
+		{ { DELTAPUSH_REQUEST_TOKENS, "bob", NULL, 0 },
+		  "TOKENS\tbob\n" },
+		{ { DELTAPUSH_REQUEST_FLUSH, "bob", NULL, 0 }, "FLUSH\tbob\n" },
+		{ { DELTAPUSH_REQUEST_FLUSH, NULL, NULL, 0 }, "FLUSH\n" },
+		{ { DELTAPUSH_REQUEST_STATUS, NULL, NULL, 0 }, "STATUS\n" },
+	};
+	struct deltapush_request parsed;
+	string_t *str = t_str_new(128);
+	const char *error;
+	unsigned int i;
+
+	test_begin("deltapush protocol admin requests");
+	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		str_truncate(str, 0);
+		deltapush_protocol_append_request(str, &cases[i].request);
+		test_assert_strcmp_idx(str_c(str), cases[i].line, i);
+		error = NULL;
+		test_assert_idx(deltapush_protocol_parse_request(
+			line_split(str), &parsed, &error) == 0, i);
+		test_assert_idx(parsed.type == cases[i].request.type, i);
+		test_assert_strcmp_idx(parsed.user, cases[i].request.user, i);
+		test_assert_strcmp_idx(parsed.token, cases[i].request.token, i);
+		test_assert_idx(parsed.last_seen ==
+				cases[i].request.last_seen, i);
+	}
+	test_end();
+}
+
 static void test_deltapush_protocol_parse_invalid(void)
 {
 	static const char *const cases[][5] = {
@@ -290,7 +340,14 @@ static void test_deltapush_protocol_parse_invalid(void)
 		{ "LIST", "u", "t", NULL },
 		{ "LIST", "u", "t", "x", NULL },
 		{ "FORGET", NULL },
-		{ "FORGET", "u", "t", NULL },
+		{ "FORGET", "u", "t", "x", NULL },
+		{ "IMPORT", "u", "t", NULL },
+		{ "IMPORT", "u", "t", "-1", NULL },
+		{ "IMPORT", "u", "t", "x", NULL },
+		{ "TOKENS", NULL },
+		{ "FLUSH", "u", "x", NULL },
+		{ "FLUSH", "", NULL },
+		{ "STATUS", "u", NULL },
 		{ "NOTIFY", NULL },
 		{ "NOTIFY", "u", "t", NULL },
 		{ "NOTIFY", "u", "", NULL },
@@ -460,6 +517,7 @@ int main(void)
 		test_deltapush_protocol_request_all_bytes,
 		test_deltapush_protocol_request_stream,
 		test_deltapush_protocol_parse_valid,
+		test_deltapush_protocol_admin_requests,
 		test_deltapush_protocol_parse_invalid,
 		test_deltapush_protocol_invalid_lines,
 		test_deltapush_protocol_reply_roundtrip,

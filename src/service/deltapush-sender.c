@@ -42,9 +42,34 @@ struct deltapush_sender {
 	HASH_TABLE(void *, struct deltapush_pending *) pending;
 	struct timeout *to;
 	unsigned int in_flight;
+
+	char *last_error;
+	time_t last_error_time;
 };
 
 static void deltapush_sender_run(struct deltapush_sender *sender);
+
+static struct event_passthrough *
+deltapush_sender_event(struct deltapush_sender *sender, const char *name,
+		       const char *user, const char *token_prefix)
+{
+	struct event_passthrough *e =
+		event_create_passthrough(sender->event)->set_name(name);
+
+	if (user != NULL)
+		e->add_str("user", user);
+	if (token_prefix != NULL)
+		e->add_str("token", token_prefix);
+	return e;
+}
+
+static void deltapush_sender_set_error(struct deltapush_sender *sender,
+				       const char *error)
+{
+	i_free(sender->last_error);
+	sender->last_error = i_strdup(error);
+	sender->last_error_time = ioloop_time;
+}
 
 static uint64_t deltapush_now_msecs(void)
 {
@@ -135,8 +160,26 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 {
 	enum deltapush_schedule_outcome outcome;
 	uint64_t now = deltapush_now_msecs();
-	const char *error;
+	const char *error = NULL;
+	struct event_passthrough *e;
 	int ret;
+
+	e = deltapush_sender_event(sender, "deltapush_push_finished",
+				   pend->user, pend->token_prefix)->
+		add_int("status", result->status)->
+		add_int("attempt", pend->state.attempts + 1)->
+		add_int("duration_usecs", result->duration_usecs);
+	if (result->status != 200 && result->status != 410) {
+		error = result->error != NULL ? result->error :
+			t_strdup_printf("HTTP status %u", result->status);
+		e->add_str("error", error);
+		deltapush_sender_set_error(sender, t_strdup_printf(
+			"Push to token %s of user %s: %s",
+			pend->token_prefix, pend->user, error));
+	}
+	e_debug(e->event(), "Push to token %s of user %s finished: "
+		"status %u in %llu us", pend->token_prefix, pend->user,
+		result->status, (unsigned long long)result->duration_usecs);
 
 	if (result->status == 410) {
 		/* The proxy says the token can never be delivered again. */
@@ -146,7 +189,11 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 				"token %s of user %s: %s", pend->token_prefix,
 				pend->user, error);
 		} else {
-			e_info(sender->event, "Removed token %s of user %s: "
+			e = deltapush_sender_event(sender,
+				"deltapush_token_removed", pend->user,
+				pend->token_prefix)->
+				add_str("reason", "gone")->add_int("count", 1);
+			e_info(e->event(), "Removed token %s of user %s: "
 			       "the notification proxy reports it gone (410)",
 			       pend->token_prefix, pend->user);
 		}
@@ -159,22 +206,21 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	outcome = deltapush_schedule_finished(&sender->sched_set, &pend->state,
 					      now, result->status == 200);
 	if (result->status == 200) {
-		e_debug(sender->event, "Pushed token %s of user %s in %llu us",
-			pend->token_prefix, pend->user,
-			(unsigned long long)result->duration_usecs);
+		/* success: logged at debug level above */
 	} else if (outcome == DELTAPUSH_SCHEDULE_DROPPED) {
-		e_error(sender->event, "Giving up pushing token %s of user %s "
+		e = deltapush_sender_event(sender, "deltapush_push_dropped",
+					   pend->user, pend->token_prefix)->
+			add_int("attempts", pend->state.attempts)->
+			add_str("error", error);
+		e_error(e->event(), "Giving up pushing token %s of user %s "
 			"after %u attempts: %s", pend->token_prefix, pend->user,
-			pend->state.attempts, result->error != NULL ?
-			result->error : t_strdup_printf("HTTP status %u",
-							result->status));
+			pend->state.attempts, error);
 	} else {
 		e_warning(sender->event, "Push to token %s of user %s failed "
 			  "(attempt %u, retrying in %llu ms): %s",
 			  pend->token_prefix, pend->user, pend->state.attempts,
 			  (unsigned long long)(pend->state.due_msecs - now),
-			  result->error != NULL ? result->error :
-			  t_strdup_printf("HTTP status %u", result->status));
+			  error);
 	}
 	deltapush_sender_save(sender, pend);
 	deltapush_pending_update(sender, pend);
@@ -269,8 +315,10 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	struct deltapush_store_token *token;
 	struct deltapush_pending *pend;
 	struct deltapush_push_state *states;
+	struct event_passthrough *e;
 	uint64_t now = deltapush_now_msecs();
-	unsigned int i, count;
+	unsigned int i, count, coalesced = 0;
+	bool *folded;
 	int ret = 0;
 
 	t_array_init(&tokens, 8);
@@ -285,12 +333,13 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	/* Work on copies: memory changes only once the store has them. */
 	count = array_count(&tokens);
 	states = t_new(struct deltapush_push_state, count + 1);
+	folded = t_new(bool, count + 1);
 	for (i = 0; i < count; i++) {
 		token = array_idx_modifiable(&tokens, i);
 		pend = deltapush_pending_lookup(sender, token->id);
 		states[i] = pend != NULL ? pend->state : token->state;
-		(void)deltapush_schedule_trigger(&sender->sched_set, &states[i],
-						 now);
+		folded[i] = deltapush_schedule_trigger(&sender->sched_set,
+						       &states[i], now);
 		if (deltapush_store_update_state(sender->store, token->id,
 						 &states[i], error_r) < 0) {
 			ret = -1;
@@ -310,7 +359,20 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			pend->state = states[i];
 			deltapush_pending_update(sender, pend);
 		}
+		if (folded[i]) {
+			coalesced++;
+			e = deltapush_sender_event(sender,
+				"deltapush_push_coalesced", user,
+				deltapush_token_log_prefix(token->token));
+			e_debug(e->event(), "New mail for user %s folded into "
+				"the pending push of token %s", user,
+				deltapush_token_log_prefix(token->token));
+		}
 	}
+	e = deltapush_sender_event(sender, "deltapush_trigger", user, NULL)->
+		add_int("tokens", count)->add_int("coalesced", coalesced);
+	e_debug(e->event(), "New mail for user %s: %u token(s), %u folded "
+		"into pending pushes", user, count, coalesced);
 	deltapush_sender_run(sender);
 	return count;
 }
@@ -352,6 +414,85 @@ int deltapush_sender_load(struct deltapush_sender *sender,
 		e_info(sender->event, "Loaded %u pending push(es)", loaded);
 	deltapush_sender_run(sender);
 	return 0;
+}
+
+static bool deltapush_sender_flush_one(struct deltapush_sender *sender,
+				       struct deltapush_pending *pend,
+				       uint64_t now)
+{
+	if (pend->state.in_flight || pend->state.due_msecs <= now)
+		return FALSE;
+	pend->state.due_msecs = now;
+	deltapush_sender_save(sender, pend);
+	deltapush_pending_update(sender, pend);
+	return TRUE;
+}
+
+int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,
+			   const char **error_r)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token;
+	struct deltapush_pending *pend, *const *pendp;
+	ARRAY(struct deltapush_pending *) all;
+	struct hash_iterate_context *iter;
+	uint64_t now = deltapush_now_msecs();
+	unsigned int count = 0;
+	void *key;
+
+	if (user != NULL) {
+		t_array_init(&tokens, 8);
+		if (deltapush_store_list(sender->store, user, 0,
+					 pool_datastack_create(), &tokens,
+					 error_r) < 0)
+			return -1;
+		array_foreach(&tokens, token) {
+			pend = deltapush_pending_lookup(sender, token->id);
+			if (pend != NULL &&
+			    deltapush_sender_flush_one(sender, pend, now))
+				count++;
+		}
+	} else {
+		/* Collect first: updating may remove from the table. */
+		t_array_init(&all, hash_table_count(sender->pending) + 1);
+		iter = hash_table_iterate_init(sender->pending);
+		while (hash_table_iterate(iter, sender->pending, &key, &pend))
+			array_push_back(&all, &pend);
+		hash_table_iterate_deinit(&iter);
+		array_foreach(&all, pendp) {
+			if (deltapush_sender_flush_one(sender, *pendp, now))
+				count++;
+		}
+	}
+	deltapush_sender_run(sender);
+	return count;
+}
+
+bool deltapush_sender_get_state(struct deltapush_sender *sender, int64_t id,
+				struct deltapush_push_state *state_r)
+{
+	struct deltapush_pending *pend = deltapush_pending_lookup(sender, id);
+
+	if (pend == NULL)
+		return FALSE;
+	*state_r = pend->state;
+	return TRUE;
+}
+
+void deltapush_sender_get_status(struct deltapush_sender *sender,
+				 struct deltapush_sender_status *status_r)
+{
+	struct deltapush_pending *pend;
+
+	i_zero(status_r);
+	status_r->pending = hash_table_count(sender->pending);
+	status_r->in_flight = sender->in_flight;
+	if (priorityq_count(sender->queue) > 0) {
+		pend = (struct deltapush_pending *)priorityq_peek(sender->queue);
+		status_r->oldest_due_msecs = pend->state.due_msecs;
+	}
+	status_r->last_error = sender->last_error;
+	status_r->last_error_time = sender->last_error_time;
 }
 
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender)
@@ -409,6 +550,7 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&sender->pending);
 	priorityq_deinit(&sender->queue);
+	i_free(sender->last_error);
 	event_unref(&sender->event);
 	i_free(sender);
 }

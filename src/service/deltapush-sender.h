@@ -26,6 +26,27 @@ int deltapush_sender_load(struct deltapush_sender *sender,
 int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			    const char **error_r);
 
+/* Make the pending pushes of user (NULL = everyone) due now, retries
+   included. Returns how many, or -1 with error_r. */
+int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,
+			   const char **error_r);
+
+/* The push state of a token as the sender sees it: the store's plus
+   whether it is in flight. Returns FALSE if nothing is pending for it. */
+bool deltapush_sender_get_state(struct deltapush_sender *sender, int64_t id,
+				struct deltapush_push_state *state_r);
+
+struct deltapush_sender_status {
+	unsigned int pending, in_flight;
+	/* When the oldest pending push became due (msecs); 0 = none */
+	uint64_t oldest_due_msecs;
+	/* The last failure, and when; NULL = none */
+	const char *last_error;
+	time_t last_error_time;
+};
+void deltapush_sender_get_status(struct deltapush_sender *sender,
+				 struct deltapush_sender_status *status_r);
+
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender);
 unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender);
 

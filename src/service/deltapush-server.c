@@ -50,6 +50,19 @@ static void deltapush_server_reply1(struct deltapush_server_client *client,
 	deltapush_server_reply(client, status, fields);
 }
 
+static struct event_passthrough *
+deltapush_server_event(struct deltapush_server_client *client,
+		       const char *name, const char *user, const char *token)
+{
+	struct event_passthrough *e =
+		event_create_passthrough(client->conn.event)->set_name(name)->
+		add_str("user", user);
+
+	if (token != NULL)
+		e->add_str("token", deltapush_token_log_prefix(token));
+	return e;
+}
+
 static void deltapush_server_fail(struct deltapush_server_client *client,
 				  const char *what, const char *user,
 				  const char *error)
@@ -65,7 +78,9 @@ deltapush_server_register(struct deltapush_server_client *client,
 {
 	struct deltapush_server *server = client->server;
 	ARRAY_TYPE(const_string) evicted;
+	struct event_passthrough *e;
 	const char *const *tokenp, *error;
+	time_t now;
 	int ret;
 
 	if (!deltapush_token_is_valid((const unsigned char *)request->token,
@@ -75,9 +90,17 @@ deltapush_server_register(struct deltapush_server_client *client,
 				      error);
 		return;
 	}
+	/* An import keeps the time the token was last seen elsewhere. */
+	now = request->type == DELTAPUSH_REQUEST_IMPORT ?
+		I_MIN(request->last_seen, ioloop_time) : ioloop_time;
+	if (now < ioloop_time - (time_t)server->set->token_ttl_secs) {
+		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+					"0");
+		return;
+	}
 	t_array_init(&evicted, 2);
 	ret = deltapush_store_register(server->store, request->user,
-				       request->token, ioloop_time,
+				       request->token, now,
 				       DELTAPUSH_TOKENS_MAX_PER_USER,
 				       pool_datastack_create(), &evicted,
 				       &error);
@@ -87,17 +110,23 @@ deltapush_server_register(struct deltapush_server_client *client,
 		return;
 	}
 	array_foreach(&evicted, tokenp) {
-		e_info(client->conn.event, "Evicted token %s of user %s: "
+		e = deltapush_server_event(client, "deltapush_token_removed",
+					   request->user, *tokenp)->
+			add_str("reason", "evicted")->add_int("count", 1);
+		e_info(e->event(), "Evicted token %s of user %s: "
 		       "more than %u tokens",
 		       deltapush_token_log_prefix(*tokenp), request->user,
 		       DELTAPUSH_TOKENS_MAX_PER_USER);
 	}
+	e = deltapush_server_event(client, "deltapush_token_registered",
+				   request->user, request->token)->
+		add_int("refresh", ret > 0 ? 0 : 1);
 	if (ret > 0) {
-		e_info(client->conn.event, "Registered token %s for user %s",
+		e_info(e->event(), "Registered token %s for user %s",
 		       deltapush_token_log_prefix(request->token),
 		       request->user);
 	} else {
-		e_debug(client->conn.event, "Refreshed token %s of user %s",
+		e_debug(e->event(), "Refreshed token %s of user %s",
 			deltapush_token_log_prefix(request->token),
 			request->user);
 	}
@@ -131,21 +160,69 @@ static void deltapush_server_list(struct deltapush_server_client *client,
 			       array_front(&fields));
 }
 
+/* Remove the one token of the user that starts with prefix. */
+static int
+deltapush_server_forget_prefix(struct deltapush_server_client *client,
+			       const char *user, const char *prefix,
+			       unsigned int *count_r, const char **error_r)
+{
+	struct deltapush_server *server = client->server;
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token, *match = NULL;
+	unsigned int matches = 0;
+
+	t_array_init(&tokens, 8);
+	if (deltapush_store_list(server->store, user, 0,
+				 pool_datastack_create(), &tokens,
+				 error_r) < 0)
+		return -1;
+	array_foreach(&tokens, token) {
+		if (str_begins(token->token, prefix)) {
+			match = token;
+			matches++;
+		}
+	}
+	if (matches > 1) {
+		*error_r = t_strdup_printf("Token prefix matches %u tokens; "
+					   "give more of the token", matches);
+		return -1;
+	}
+	*count_r = 0;
+	if (match == NULL)
+		return 0;
+	if (deltapush_store_remove(server->store, match->id, error_r) < 0)
+		return -1;
+	*count_r = 1;
+	return 0;
+}
+
 static void deltapush_server_forget(struct deltapush_server_client *client,
 				    const struct deltapush_request *request)
 {
 	struct deltapush_server *server = client->server;
+	struct event_passthrough *e;
 	unsigned int count;
 	const char *error;
+	int ret;
 
-	if (deltapush_store_forget(server->store, request->user, &count,
-				   &error) < 0) {
+	if (request->token != NULL) {
+		ret = deltapush_server_forget_prefix(client, request->user,
+						     request->token, &count,
+						     &error);
+	} else {
+		ret = deltapush_store_forget(server->store, request->user,
+					     &count, &error);
+	}
+	if (ret < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;
 	}
-	e_info(client->conn.event, "Forgot %u token(s) of user %s",
-	       count, request->user);
+	e = deltapush_server_event(client, "deltapush_token_removed",
+				   request->user, NULL)->
+		add_str("reason", "unset")->add_int("count", count);
+	e_info(e->event(), "Forgot %u token(s) of user %s", count,
+	       request->user);
 	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
 				dec2str(count));
 }
@@ -169,6 +246,124 @@ static void deltapush_server_notify(struct deltapush_server_client *client,
 				dec2str(count));
 }
 
+static const char *deltapush_server_state_name(const struct deltapush_push_state *state)
+{
+	if (state->in_flight)
+		return "sending";
+	if (state->due_msecs == 0)
+		return "idle";
+	return state->attempts > 0 ? "retrying" : "pending";
+}
+
+static void deltapush_server_tokens(struct deltapush_server_client *client,
+				    const struct deltapush_request *request)
+{
+	struct deltapush_server *server = client->server;
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	ARRAY_TYPE(const_string) fields;
+	const struct deltapush_store_token *token;
+	struct deltapush_push_state state;
+	const char *error, *value;
+
+	t_array_init(&tokens, 8);
+	if (deltapush_store_list(server->store, request->user,
+				 ioloop_time - server->set->token_ttl_secs,
+				 pool_datastack_create(), &tokens,
+				 &error) < 0) {
+		deltapush_server_fail(client, "Token listing", request->user,
+				      error);
+		return;
+	}
+	t_array_init(&fields, array_count(&tokens) *
+		     DELTAPUSH_PROTOCOL_TOKENS_FIELDS + 1);
+	array_foreach(&tokens, token) {
+		if (!deltapush_sender_get_state(server->sender, token->id,
+						&state))
+			state = token->state;
+		value = deltapush_token_log_prefix(token->token);
+		array_push_back(&fields, &value);
+		value = dec2str(token->created);
+		array_push_back(&fields, &value);
+		value = dec2str(token->last_seen);
+		array_push_back(&fields, &value);
+		value = deltapush_server_state_name(&state);
+		array_push_back(&fields, &value);
+		value = dec2str(state.due_msecs);
+		array_push_back(&fields, &value);
+		value = dec2str(state.attempts);
+		array_push_back(&fields, &value);
+	}
+	array_append_zero(&fields);
+	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+			       array_front(&fields));
+}
+
+static void deltapush_server_flush(struct deltapush_server_client *client,
+				   const struct deltapush_request *request)
+{
+	const char *error;
+	int count;
+
+	count = deltapush_sender_flush(client->server->sender, request->user,
+				       &error);
+	if (count < 0) {
+		deltapush_server_fail(client, "Flushing pushes",
+				      request->user == NULL ? "(all)" :
+				      request->user, error);
+		return;
+	}
+	e_info(client->conn.event, "Flushed %d pending push(es)%s%s", count,
+	       request->user == NULL ? "" : " of user ",
+	       request->user == NULL ? "" : request->user);
+	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				dec2str(count));
+}
+
+static void
+deltapush_server_status_reply(struct deltapush_server_client *client,
+			      const struct deltapush_store_stats *stats,
+			      const struct deltapush_sender_status *status,
+			      uint64_t now);
+
+static void deltapush_server_status(struct deltapush_server_client *client)
+{
+	struct deltapush_server *server = client->server;
+	struct deltapush_store_stats stats;
+	struct deltapush_sender_status status;
+	uint64_t now = (uint64_t)ioloop_timeval.tv_sec * 1000 +
+		ioloop_timeval.tv_usec / 1000;
+	const char *error;
+
+	if (deltapush_store_get_stats(server->store, &stats, &error) < 0) {
+		deltapush_server_fail(client, "Status", "(all)", error);
+		return;
+	}
+	deltapush_sender_get_status(server->sender, &status);
+	deltapush_server_status_reply(client, &stats, &status, now);
+}
+
+static void
+deltapush_server_status_reply(struct deltapush_server_client *client,
+			      const struct deltapush_store_stats *stats,
+			      const struct deltapush_sender_status *status,
+			      uint64_t now)
+{
+	const char *fields[] = {
+		"tokens", dec2str(stats->tokens),
+		"users", dec2str(stats->users),
+		"pending", dec2str(status->pending),
+		"in_flight", dec2str(status->in_flight),
+		"oldest_pending_secs", dec2str(status->oldest_due_msecs == 0 ||
+			status->oldest_due_msecs > now ? 0 :
+			(now - status->oldest_due_msecs) / 1000),
+		"last_error", status->last_error == NULL ? "" :
+			status->last_error,
+		"last_error_time", dec2str(status->last_error_time),
+		NULL
+	};
+	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK, fields);
+}
+
 static int deltapush_server_input_args(struct connection *conn,
 				       const char *const *args)
 {
@@ -184,7 +379,17 @@ static int deltapush_server_input_args(struct connection *conn,
 	}
 	switch (request.type) {
 	case DELTAPUSH_REQUEST_REGISTER:
+	case DELTAPUSH_REQUEST_IMPORT:
 		deltapush_server_register(client, &request);
+		break;
+	case DELTAPUSH_REQUEST_TOKENS:
+		deltapush_server_tokens(client, &request);
+		break;
+	case DELTAPUSH_REQUEST_FLUSH:
+		deltapush_server_flush(client, &request);
+		break;
+	case DELTAPUSH_REQUEST_STATUS:
+		deltapush_server_status(client);
 		break;
 	case DELTAPUSH_REQUEST_LIST:
 		deltapush_server_list(client, &request);

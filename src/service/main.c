@@ -80,9 +80,13 @@ static void deltapush_prune(void *context ATTR_UNUSED)
 				  &count, &error) < 0)
 		e_error(deltapush_event, "Pruning expired tokens failed: %s",
 			error);
-	else if (count > 0)
-		e_info(deltapush_event, "Pruned %u token(s) unseen for %u s",
+	else if (count > 0) {
+		e_info(event_create_passthrough(deltapush_event)->
+		       set_name("deltapush_token_removed")->
+		       add_str("reason", "expired")->add_int("count", count)->
+		       event(), "Pruned %u token(s) unseen for %u s",
 		       count, deltapush_set->token_ttl_secs);
+	}
 }
 
 static bool deltapush_idle_die(void)
