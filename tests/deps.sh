@@ -3,7 +3,7 @@
 deltapush_build_packages="build-essential autoconf automake libtool pkg-config
  dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd
  libcurl4-openssl-dev libsqlite3-dev python3"
-deltapush_test_packages="python3-pytest valgrind"
+deltapush_test_packages="python3-pytest valgrind coturn"
 
 # deltapush_install_deps [test]: install what is missing (as root).
 deltapush_install_deps() {
@@ -21,9 +21,10 @@ deltapush_install_deps() {
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
 		echo "apt-get install failed" >&2; return 1; }
-	# Debian starts the system Dovecot on install; the tests run their own.
+	# Debian starts the system Dovecot (and coturn) on install; the tests
+	# run their own on loopback.
 	if command -v systemctl >/dev/null 2>&1; then
-		systemctl disable --now dovecot >/dev/null 2>&1 || true
+		systemctl disable --now dovecot coturn >/dev/null 2>&1 || true
 	fi
 }
 
