@@ -23,6 +23,7 @@ struct deltapush_server {
 	const struct deltapush_settings *set;
 	struct deltapush_store *store;
 	struct deltapush_sender *sender;
+	char *unavailable_reason;
 	struct event *event;
 	struct connection_list *clients;
 };
@@ -377,6 +378,13 @@ static int deltapush_server_input_args(struct connection *conn,
 			error);
 		return -1;
 	}
+	if (client->server->store == NULL) {
+		/* Logged where the database failed, not per request. */
+		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+			t_strdup_printf("Database unavailable: %s",
+					client->server->unavailable_reason));
+		return 1;
+	}
 	switch (request.type) {
 	case DELTAPUSH_REQUEST_REGISTER:
 	case DELTAPUSH_REQUEST_IMPORT:
@@ -443,18 +451,29 @@ void deltapush_server_accept(struct deltapush_server *server,
 	master_service_client_connection_accept(mconn);
 }
 
+void deltapush_server_set_backend(struct deltapush_server *server,
+				  struct deltapush_store *store,
+				  struct deltapush_sender *sender,
+				  const char *unavailable_reason)
+{
+	i_assert((store == NULL) == (sender == NULL));
+	i_assert(store != NULL || unavailable_reason != NULL);
+
+	server->store = store;
+	server->sender = sender;
+	i_free(server->unavailable_reason);
+	server->unavailable_reason = i_strdup(unavailable_reason);
+}
+
 struct deltapush_server *
 deltapush_server_init(const struct deltapush_settings *set,
-		      struct deltapush_store *store,
-		      struct deltapush_sender *sender,
 		      struct event *event_parent)
 {
 	struct deltapush_server *server;
 
 	server = i_new(struct deltapush_server, 1);
 	server->set = set;
-	server->store = store;
-	server->sender = sender;
+	server->unavailable_reason = i_strdup("Not opened yet");
 	server->event = event_create(event_parent);
 	event_add_category(server->event, &event_category_deltapush);
 	server->clients = connection_list_init(&deltapush_server_set,
@@ -468,6 +487,7 @@ void deltapush_server_deinit(struct deltapush_server **_server)
 
 	*_server = NULL;
 	connection_list_deinit(&server->clients);
+	i_free(server->unavailable_reason);
 	event_unref(&server->event);
 	i_free(server);
 }

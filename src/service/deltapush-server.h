@@ -12,9 +12,13 @@ struct deltapush_server;
 
 struct deltapush_server *
 deltapush_server_init(const struct deltapush_settings *set,
-		      struct deltapush_store *store,
-		      struct deltapush_sender *sender,
 		      struct event *event_parent);
+/* Serve requests from store and sender, or (both NULL) answer FAIL with
+   unavailable_reason while the database cannot be used. */
+void deltapush_server_set_backend(struct deltapush_server *server,
+				  struct deltapush_store *store,
+				  struct deltapush_sender *sender,
+				  const char *unavailable_reason);
 void deltapush_server_deinit(struct deltapush_server **server);
 
 void deltapush_server_accept(struct deltapush_server *server,

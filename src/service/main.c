@@ -2,6 +2,8 @@
 
 #include "lib.h"
 #include "ioloop.h"
+
+#include <sys/stat.h>
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -19,13 +21,21 @@
 #define DELTAPUSH_SHUTDOWN_GRACE_MSECS 2000
 /* How often tokens past deltapush_token_ttl are pruned. */
 #define DELTAPUSH_PRUNE_INTERVAL_MSECS (3600 * 1000)
+/* How often the database file is checked (removed, replaced) and, while
+   it cannot be used, opened again. */
+#define DELTAPUSH_DB_CHECK_INTERVAL_MSECS (5 * 1000)
 
 static struct event *deltapush_event;
 static const struct deltapush_settings *deltapush_set;
 static struct deltapush_store *deltapush_store;
 static struct deltapush_sender *deltapush_sender;
 static struct deltapush_server *deltapush_server;
-static struct timeout *to_prune;
+static struct timeout *to_prune, *to_db_check;
+/* The database file as opened, to notice it being removed or replaced */
+static dev_t deltapush_db_dev;
+static ino_t deltapush_db_ino;
+/* The last error opening it; NULL while it is open */
+static char *deltapush_db_error;
 
 static const char *deltapush_service_getenv(const char *name, void *context)
 {
@@ -75,6 +85,8 @@ static void deltapush_prune(void *context ATTR_UNUSED)
 	unsigned int count;
 	const char *error;
 
+	if (deltapush_store == NULL)
+		return;
 	if (deltapush_store_prune(deltapush_store,
 				  ioloop_time - deltapush_set->token_ttl_secs,
 				  &count, &error) < 0)
@@ -93,7 +105,88 @@ static bool deltapush_idle_die(void)
 {
 	/* process_min_avail keeps us running anyway; never die with work
 	   left if an operator configured otherwise. */
-	return deltapush_sender_get_pending(deltapush_sender) == 0;
+	return deltapush_sender == NULL ||
+		deltapush_sender_get_pending(deltapush_sender) == 0;
+}
+
+/* Open the database and start sending what is pending in it. Until that
+   works the service stays up and answers every request with FAIL, so mail
+   processes get a prompt answer instead of a dead socket. */
+static int deltapush_db_open(void)
+{
+	struct stat st;
+	const char *error;
+
+	if (deltapush_store_open(deltapush_set->db_path, deltapush_event,
+				 &deltapush_store, &error) < 0 ||
+	    stat(deltapush_set->db_path, &st) < 0) {
+		if (deltapush_store == NULL) {
+			/* error is set */
+		} else {
+			error = t_strdup_printf("stat(%s) failed: %m",
+						deltapush_set->db_path);
+			deltapush_store_close(&deltapush_store);
+		}
+		if (null_strcmp(error, deltapush_db_error) != 0) {
+			/* once per distinct error, not every retry */
+			e_error(deltapush_event, "Database unavailable, "
+				"registrations and pushes are refused until "
+				"it can be opened: %s", error);
+			i_free(deltapush_db_error);
+			deltapush_db_error = i_strdup(error);
+		}
+		deltapush_server_set_backend(deltapush_server, NULL, NULL,
+					     error);
+		return -1;
+	}
+	deltapush_db_dev = st.st_dev;
+	deltapush_db_ino = st.st_ino;
+	deltapush_sender = deltapush_sender_init(deltapush_set,
+						 deltapush_store,
+						 deltapush_event);
+	if (deltapush_sender_load(deltapush_sender, &error) < 0) {
+		e_error(deltapush_event, "Loading pending pushes failed: %s",
+			error);
+	}
+	deltapush_server_set_backend(deltapush_server, deltapush_store,
+				     deltapush_sender, NULL);
+	if (deltapush_db_error != NULL) {
+		e_info(deltapush_event, "Database %s is available again",
+		       deltapush_set->db_path);
+		i_free(deltapush_db_error);
+	}
+	deltapush_prune(NULL);
+	return 0;
+}
+
+static void deltapush_db_close(const char *reason)
+{
+	deltapush_server_set_backend(deltapush_server, NULL, NULL, reason);
+	if (deltapush_sender != NULL)
+		deltapush_sender_deinit(&deltapush_sender);
+	if (deltapush_store != NULL)
+		deltapush_store_close(&deltapush_store);
+}
+
+static void deltapush_db_check(void *context ATTR_UNUSED)
+{
+	struct stat st;
+	const char *reason;
+
+	if (deltapush_store == NULL) {
+		(void)deltapush_db_open();
+		return;
+	}
+	if (stat(deltapush_set->db_path, &st) == 0 &&
+	    st.st_dev == deltapush_db_dev && st.st_ino == deltapush_db_ino)
+		return;
+	/* Writing on into a removed file would lose everything at the next
+	   restart: switch to what is at the path now. */
+	reason = errno == ENOENT ? "removed" : "replaced";
+	e_error(deltapush_event, "Database file %s was %s while in use; "
+		"opening it again", deltapush_set->db_path, reason);
+	deltapush_db_close(t_strdup_printf("Database file was %s", reason));
+	(void)deltapush_db_open();
 }
 
 static void client_connected(struct master_service_connection *conn)
@@ -108,7 +201,8 @@ static void deltapush_shutdown_timeout(struct ioloop *ioloop)
 
 static void deltapush_shutdown_check(struct ioloop *ioloop)
 {
-	if (deltapush_sender_get_in_flight(deltapush_sender) == 0)
+	if (deltapush_sender == NULL ||
+	    deltapush_sender_get_in_flight(deltapush_sender) == 0)
 		io_loop_stop(ioloop);
 }
 
@@ -118,7 +212,8 @@ static void deltapush_shutdown_drain(void)
 	struct ioloop *ioloop = current_ioloop;
 	struct timeout *to, *to_check;
 
-	if (deltapush_sender_get_in_flight(deltapush_sender) == 0)
+	if (deltapush_sender == NULL ||
+	    deltapush_sender_get_in_flight(deltapush_sender) == 0)
 		return;
 	to = timeout_add(DELTAPUSH_SHUTDOWN_GRACE_MSECS,
 			 deltapush_shutdown_timeout, ioloop);
@@ -135,28 +230,18 @@ static void deltapush_shutdown_drain(void)
 
 static void main_init(pool_t pool)
 {
-	const char *error;
-
 	deltapush_event = event_create(NULL);
 	event_add_category(deltapush_event, &event_category_deltapush);
 
 	deltapush_service_read_settings(pool);
 	deltapush_http_global_init();
-	if (deltapush_store_open(deltapush_set->db_path, deltapush_event,
-				 &deltapush_store, &error) < 0)
-		i_fatal("%s", error);
-	deltapush_prune(NULL);
+	deltapush_server = deltapush_server_init(deltapush_set,
+						 deltapush_event);
+	(void)deltapush_db_open();
 	to_prune = timeout_add(DELTAPUSH_PRUNE_INTERVAL_MSECS,
 			       deltapush_prune, NULL);
-	deltapush_sender = deltapush_sender_init(deltapush_set,
-						 deltapush_store,
-						 deltapush_event);
-	if (deltapush_sender_load(deltapush_sender, &error) < 0)
-		i_fatal("Loading pending pushes failed: %s", error);
-	deltapush_server = deltapush_server_init(deltapush_set,
-						 deltapush_store,
-						 deltapush_sender,
-						 deltapush_event);
+	to_db_check = timeout_add(DELTAPUSH_DB_CHECK_INTERVAL_MSECS,
+				  deltapush_db_check, NULL);
 	master_service_set_idle_die_callback(master_service,
 					     deltapush_idle_die);
 	e_debug(deltapush_event, "Started: database %s, proxy %s",
@@ -166,10 +251,11 @@ static void main_init(pool_t pool)
 static void main_deinit(void)
 {
 	deltapush_shutdown_drain();
-	deltapush_server_deinit(&deltapush_server);
-	deltapush_sender_deinit(&deltapush_sender);
+	timeout_remove(&to_db_check);
 	timeout_remove(&to_prune);
-	deltapush_store_close(&deltapush_store);
+	deltapush_db_close("Shutting down");
+	deltapush_server_deinit(&deltapush_server);
+	i_free(deltapush_db_error);
 	deltapush_http_global_deinit();
 	event_unref(&deltapush_event);
 }
