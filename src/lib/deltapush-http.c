@@ -9,9 +9,10 @@
 #include <time.h>
 #include <curl/curl.h>
 
-/* All pushes go to one proxy: a few keep-alive connections (or one HTTP/2
-   connection carrying many streams) serve any burst; the rest of the
-   requests wait in libcurl's queue instead of opening a connection each. */
+/* All pushes go to one proxy: keep-alive connections (or one HTTP/2
+   connection carrying many streams) serve any burst; requests beyond the
+   limit wait in libcurl's queue instead of opening a connection each.
+   The service sets the limit to its own in-flight limit. */
 #define DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS 8
 
 /* One socket libcurl asked us to watch (curl_multi_assign'ed to it) */
@@ -398,7 +399,9 @@ deltapush_http_init(const struct deltapush_http_settings *set,
 	(void)curl_multi_setopt(http->multi, CURLMOPT_PIPELINING,
 				CURLPIPE_MULTIPLEX);
 	(void)curl_multi_setopt(http->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-				(long)DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS);
+				(long)(set->max_connections > 0 ?
+				       set->max_connections :
+				       DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS));
 	return http;
 }
 

@@ -13,6 +13,9 @@ struct deltapush_http_settings {
 	const char *ca_file;
 	/* Upper bound for one request, connect included */
 	unsigned int timeout_msecs;
+	/* Connections per host at most (HTTP/1.1 needs one per request in
+	   flight; HTTP/2 multiplexes); 0 = a small default */
+	unsigned int max_connections;
 	const char *user_agent;
 };
 

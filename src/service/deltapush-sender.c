@@ -514,6 +514,7 @@ deltapush_sender_init(const struct deltapush_settings *set,
 	struct deltapush_http_settings http_set = {
 		.ca_file = set->ca_file,
 		.timeout_msecs = set->http_timeout_msecs,
+		.max_connections = set->max_parallel,
 		.user_agent = DELTAPUSH_USER_AGENT,
 	};
 
