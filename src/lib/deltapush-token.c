@@ -29,6 +29,15 @@ bool deltapush_token_is_valid(const unsigned char *data, size_t size,
 				"spaces is allowed)", data[i], i);
 			return FALSE;
 		}
+		/* Delta Chat never sends these (it refuses such tokens
+		   itself), so they only come from broken or hostile
+		   clients. */
+		if (data[i] == '"' || data[i] == '\\') {
+			*error_r = t_strdup_printf(
+				"Push token contains '%c' at offset %zu "
+				"(not allowed in tokens)", data[i], i);
+			return FALSE;
+		}
 	}
 	return TRUE;
 }

@@ -9,7 +9,8 @@
 #define DELTAPUSH_TOKEN_LOG_PREFIX_LEN 12
 
 /* Returns TRUE if data is a token we accept: 1..DELTAPUSH_TOKEN_MAX_SIZE
-   bytes of printable ASCII (0x21..0x7e). Otherwise returns FALSE with a
+   bytes of printable ASCII (0x21..0x7e) other than '"' and '\' (which
+   Delta Chat refuses to send). Otherwise returns FALSE with a
    human-readable reason in error_r. */
 bool deltapush_token_is_valid(const unsigned char *data, size_t size,
 			      const char **error_r);

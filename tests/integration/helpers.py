@@ -1,0 +1,100 @@
+"""Shared helpers: realistic tokens, unique users, token registration and
+reading over IMAP, log checks."""
+
+import base64
+import itertools
+import os
+import time
+
+from dovecot_instance import wait_until
+
+DEVICETOKEN = "/private/devicetoken"
+PUSH_TOKEN = "/private/vendor/deltachat/push-token"
+
+# What Delta Chat core sends once per process after LOGIN; it drops the
+# connection if this fails.
+CLIENT_SERVER_ENTRIES = (
+    "(/shared/comment /shared/admin /shared/vendor/deltachat/irohrelay "
+    "/shared/vendor/deltachat/turn /shared/vendor/deltachat/maxsmtprecipients "
+    "/shared/vendor/deltachat/appversions)")
+
+_counter = itertools.count(1)
+
+
+def make_token(nbytes=650):
+    """A token shaped like Delta Chat's: "openpgp:" + padded base64 of an
+    encrypted blob (650 random bytes give 876 characters)."""
+    return "openpgp:" + base64.b64encode(os.urandom(nbytes)).decode()
+
+
+def new_user(prefix="u"):
+    """A user name no other test uses (static passdb accepts any)."""
+    return "%s%d-%s@example.org" % (prefix, next(_counter),
+                                    os.urandom(3).hex())
+
+
+def set_token(client, token, entry=DEVICETOKEN, mailbox="INBOX"):
+    reply = client.setmetadata(mailbox, entry, token)
+    assert reply.ok, "SETMETADATA %s failed: %r" % (entry, reply)
+    return reply
+
+
+def get_value(client, entry=DEVICETOKEN, mailbox="INBOX"):
+    """The raw value of the entry (bytes) or None for NIL."""
+    reply, values = client.getmetadata(mailbox, entry)
+    assert reply.ok, "GETMETADATA %s failed: %r" % (entry, reply)
+    assert entry in values, "no METADATA reply for %s: %r" % (
+        entry, reply.untagged)
+    return values[entry]
+
+
+def get_tokens(client, entry=DEVICETOKEN, mailbox="INBOX"):
+    """The user's tokens in the order GETMETADATA returns them ([] for NIL).
+    Also checks the value is joined by single spaces."""
+    value = get_value(client, entry, mailbox)
+    if value is None:
+        return []
+    tokens = value.decode("ascii").split(" ")
+    assert all(tokens), "empty token (double or edge space) in %r" % value
+    return tokens
+
+
+def register(dovecot, user, *tokens):
+    """Registers tokens for user in one IMAP session, in order."""
+    with dovecot.imap(user) as client:
+        for token in tokens:
+            set_token(client, token)
+
+
+def tokens_of(dovecot, user):
+    with dovecot.imap(user) as client:
+        return get_tokens(client)
+
+
+def wait_for_tokens(dovecot, user, predicate, timeout=8.0):
+    """Polls the user's tokens until predicate(tokens) holds; returns the
+    last tokens seen."""
+    last = []
+
+    def check():
+        last[:] = tokens_of(dovecot, user)
+        return predicate(last)
+
+    wait_until(check, timeout, interval=0.2)
+    return last
+
+
+def assert_no_push(sink, tokens, since, wait=1.5):
+    """Waits `wait` seconds and asserts no push for tokens arrived since."""
+    time.sleep(wait)
+    got = sink.requests(since=since, bodies=tokens)
+    assert not got, "unexpected pushes: %r" % got
+
+
+def assert_log_has_no_tokens(dovecot, tokens):
+    """Whole tokens must never reach the log: allow at most a short prefix.
+    Looks for a slice well past any reasonable prefix length."""
+    log = dovecot.log_text()
+    for token in tokens:
+        middle = token[20:60]
+        assert middle not in log, "token %s... appears in the log" % token[:12]

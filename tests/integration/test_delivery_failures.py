@@ -1,0 +1,106 @@
+"""Push failures never break mail delivery: a proxy that is down or answers
+500 leaves the push pending, the token in place and the service running."""
+
+import os
+import time
+
+from dovecot_instance import make_message
+from helpers import (assert_log_has_no_tokens, make_token, new_user,
+                     register, tokens_of)
+
+# A short first retry, so a push that failed during an outage is seen to
+# arrive once the proxy is back.
+DELTAPUSH_SETTINGS = {"deltapush_retry_base": "1s"}
+
+ALL_TOKENS = []
+
+
+def _user_with_token(dovecot):
+    user, token = new_user(), make_token()
+    register(dovecot, user, token)
+    ALL_TOKENS.append(token)
+    return user, token
+
+
+def _inbox_count(dovecot, user):
+    return len(os.listdir(os.path.join(dovecot.user_home(user), "Maildir",
+                                       "new")))
+
+
+def test_sink_down_delivery_still_fast(dovecot, sink):
+    user, token = _user_with_token(dovecot)
+    mark = dovecot.log_size()
+    sink.stop()
+    start = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    elapsed = time.monotonic() - start
+    assert [code for code, _ in replies] == [250], replies
+    assert elapsed < 3.0, elapsed
+    result = dovecot.deliver_lda(user, make_message(to=user))
+    assert result.returncode == 0, result
+    assert _inbox_count(dovecot, user) == 2
+
+    # the failed POST is logged (by the service) ...
+    def failure_logged(text):
+        return any("deltapush" in line.lower() and
+                   ("Error" in line or "Warning" in line)
+                   for line in text.splitlines())
+    assert dovecot.wait_for_log(failure_logged, offset=mark, timeout=10), \
+        dovecot.log_since(mark)
+    # ... and the service is still the same process, still answering
+    assert dovecot.service_pids() == [dovecot.started_service_pid]
+    other, other_token = _user_with_token(dovecot)
+    assert tokens_of(dovecot, other) == [other_token]
+    # the token whose push failed is not dropped
+    assert tokens_of(dovecot, user) == [token]
+
+
+def test_500_keeps_token_without_tight_retry_loop(dovecot, sink):
+    user, token = _user_with_token(dovecot)
+    sink.set_status(token, 500)
+    since = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    assert [code for code, _ in replies] == [250], replies
+    got = sink.wait_for_bodies([token], since=since)
+    assert [r.status for r in got][:1] == [500]
+    time.sleep(2.0)
+    # a temporary failure is retried later, not hammered
+    attempts = sink.requests(since=since, bodies=[token])
+    assert len(attempts) <= 3, attempts
+    assert tokens_of(dovecot, user) == [token]
+    assert dovecot.service_pids() == [dovecot.started_service_pid]
+
+
+def test_slow_proxy_does_not_delay_delivery(dovecot, sink):
+    user, token = _user_with_token(dovecot)
+    sink.delay = 3.0
+    since = time.monotonic()
+    start = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    assert [code for code, _ in replies] == [250], replies
+    assert time.monotonic() - start < 2.0
+    # the push still arrives (the sink records it before its delay)
+    assert sink.wait_for_bodies([token], since=since)
+
+
+def test_push_failed_during_outage_is_not_lost(dovecot, sink):
+    user, token = _user_with_token(dovecot)
+    mark = dovecot.log_size()
+    sink.stop()
+    since = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    assert [code for code, _ in replies] == [250], replies
+    prefix = token[:8]
+    assert dovecot.wait_for_log(
+        lambda text: any(user in line and prefix in line
+                         for line in text.splitlines()),
+        offset=mark, timeout=10), dovecot.log_since(mark)
+    assert sink.requests(since=since, bodies=[token]) == []
+    sink.start()
+    got = sink.wait_for_bodies([token], since=since, timeout=20)
+    assert [r.status for r in got] == [200], got
+
+
+def test_tokens_never_logged_whole(dovecot):
+    assert ALL_TOKENS
+    assert_log_has_no_tokens(dovecot, ALL_TOKENS)

@@ -1,0 +1,108 @@
+"""When the deltapush service cannot be reached, token commands answer NO
+within deltapush_service_timeout, the session goes on, the error is logged,
+and mail delivery still works."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from dovecot_instance import make_message
+from helpers import DEVICETOKEN, PUSH_TOKEN, make_token, new_user, \
+    register, tokens_of
+
+
+def _log_mentions_failure(text):
+    lines = [l for l in text.splitlines()
+             if ("Error" in l or "Warning" in l) and "deltapush" in l.lower()]
+    return bool(lines)
+
+
+def test_missing_socket_answers_no_promptly(dovecot_factory):
+    dovecot = dovecot_factory(settings={
+        "deltapush_socket": "no-such-deltapush-socket",
+        "deltapush_service_timeout": "2s",
+    })
+    user = new_user()
+    mark = dovecot.log_size()
+    with dovecot.imap(user) as client:
+        for entry in (DEVICETOKEN, PUSH_TOKEN):
+            reply = client.setmetadata("INBOX", entry, make_token(),
+                                       timeout=10)
+            assert reply.status == "NO", reply
+            # a connect() that fails at once must not wait for the timeout
+            assert reply.elapsed < 1.5, reply.elapsed
+            reply, _ = client.getmetadata("INBOX", entry, timeout=10)
+            assert reply.status == "NO", reply
+            assert reply.elapsed < 1.5, reply.elapsed
+        # the session is still usable
+        assert client.command("NOOP").ok
+    assert dovecot.wait_for_log(_log_mentions_failure, offset=mark), \
+        dovecot.log_since(mark)
+
+
+def test_missing_socket_does_not_break_delivery(dovecot_factory):
+    dovecot = dovecot_factory(settings={
+        "deltapush_socket": "no-such-deltapush-socket",
+        "deltapush_service_timeout": "2s",
+    })
+    user = new_user()
+    start = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    assert time.monotonic() - start < 3.0
+    assert [code for code, _ in replies] == [250], replies
+    new = os.listdir(os.path.join(dovecot.user_home(user), "Maildir", "new"))
+    assert len(new) == 1
+
+
+@pytest.fixture
+def stopped_service(dovecot_factory):
+    """An instance whose service is SIGSTOPped (SIGCONT on the way out)."""
+    dovecot = dovecot_factory(settings={"deltapush_service_timeout": "1s"})
+    pid = dovecot.service_pid()
+    stopped = {"pid": pid, "dovecot": dovecot}
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield stopped
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def test_stopped_service_answers_no_within_timeout(stopped_service):
+    dovecot = stopped_service["dovecot"]
+    user = new_user()
+    mark = dovecot.log_size()
+    with dovecot.imap(user, timeout=20) as client:
+        reply = client.setmetadata("INBOX", DEVICETOKEN, make_token(),
+                                   timeout=15)
+        assert reply.status == "NO", reply
+        # deltapush_service_timeout = 1s, plus slack for a slow machine
+        assert reply.elapsed < 3.0, reply.elapsed
+        reply, _ = client.getmetadata("INBOX", DEVICETOKEN, timeout=15)
+        assert reply.status == "NO", reply
+        assert reply.elapsed < 3.0, reply.elapsed
+        assert client.command("NOOP", timeout=5).ok
+    assert dovecot.wait_for_log(_log_mentions_failure, offset=mark), \
+        dovecot.log_since(mark)
+
+    # once the service runs again, registration works again
+    os.kill(stopped_service["pid"], signal.SIGCONT)
+    token = make_token()
+    register(dovecot, user, token)
+    assert token in tokens_of(dovecot, user)
+    # the same service process: the master did not have to replace it
+    assert dovecot.service_pids() == [stopped_service["pid"]]
+
+
+def test_stopped_service_delays_delivery_at_most_the_timeout(stopped_service):
+    dovecot = stopped_service["dovecot"]
+    user = new_user()
+    start = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user), timeout=20)
+    elapsed = time.monotonic() - start
+    assert [code for code, _ in replies] == [250], replies
+    assert elapsed < 3.5, elapsed
