@@ -10,7 +10,13 @@
 #include "deltapush-settings.h"
 #include "deltapush-protocol.h"
 #include "deltapush-client.h"
+#include "deltapush-token.h"
+#include "deltapush-chatmail.h"
 #include "doveadm-deltapush-plugin.h"
+
+#include <dirent.h>
+#include <time.h>
+#include <sys/stat.h>
 
 /* doveadm waits for the service longer than a mail process would: an
    operator is looking at it. */
@@ -34,31 +40,58 @@ static const char *doveadm_deltapush_getenv(const char *name,
 	return NULL;
 }
 
-/* Send one request; on failure print the error and set the exit code.
-   Returns the reply's fields or NULL. */
-static const char *const *
-doveadm_deltapush_request(const struct deltapush_request *request)
+/* Read the deltapush_* settings and find the service's socket. On
+   failure print the error, set the exit code and return -1. */
+static int
+doveadm_deltapush_settings_get(const struct deltapush_settings **set_r,
+			       const char **socket_path_r)
 {
 	const struct deltapush_settings *set;
-	const char *const *fields, *error, *path;
+	const char *error;
 
 	if (deltapush_settings_parse(pool_datastack_create(),
 				     doveadm_deltapush_getenv, NULL, &set,
 				     &error) < 0) {
 		i_error("Invalid settings: %s", error);
 		doveadm_exit_code = EX_CONFIG;
-		return NULL;
+		return -1;
 	}
-	path = set->socket_path[0] == '/' ? set->socket_path :
+	*set_r = set;
+	*socket_path_r = set->socket_path[0] == '/' ? set->socket_path :
 		t_strconcat(doveadm_settings->base_dir, "/",
 			    set->socket_path, NULL);
-	if (deltapush_client_request(path, DOVEADM_DELTAPUSH_TIMEOUT_MSECS,
+	return 0;
+}
+
+/* Send one request to the service at socket_path; on failure print the
+   error and set the exit code. Returns the reply's fields or NULL. */
+static const char *const *
+doveadm_deltapush_send(const char *socket_path,
+		       const struct deltapush_request *request)
+{
+	const char *const *fields, *error;
+
+	if (deltapush_client_request(socket_path,
+				     DOVEADM_DELTAPUSH_TIMEOUT_MSECS,
 				     NULL, request, &fields, &error) < 0) {
 		i_error("deltapush service: %s", error);
 		doveadm_exit_code = EX_TEMPFAIL;
 		return NULL;
 	}
 	return fields;
+}
+
+/* Send one request; on failure print the error and set the exit code.
+   Returns the reply's fields or NULL. */
+static const char *const *
+doveadm_deltapush_request(const struct deltapush_request *request)
+{
+	const struct deltapush_settings *set;
+	const char *path;
+
+	if (doveadm_deltapush_settings_get(&set, &path) < 0)
+		return NULL;
+	return doveadm_deltapush_send(path, request);
 }
 
 static const char *doveadm_deltapush_time(time_t t)
@@ -180,6 +213,219 @@ static void cmd_deltapush_flush(struct doveadm_cmd_context *cctx)
 	doveadm_print(fields[0] != NULL ? fields[0] : "0");
 }
 
+/* One import-chatmail run */
+struct doveadm_deltapush_import {
+	const struct deltapush_settings *set;
+	const char *socket_path;
+	time_t now;
+
+	/* users: user directories whose metadata.json was read */
+	unsigned int users;
+	unsigned int tokens_imported, tokens_known;
+	unsigned int tokens_expired, tokens_invalid;
+	unsigned int files_failed;
+	/* the service failed a request: stop, a later run picks up */
+	bool service_failed:1;
+};
+
+/* Import one token. Returns 0 on success, -1 when the service failed. */
+static int
+doveadm_deltapush_import_token(struct doveadm_deltapush_import *ctx,
+			       const char *user,
+			       const struct deltapush_chatmail_token *token)
+{
+	struct deltapush_request request = {
+		.type = DELTAPUSH_REQUEST_IMPORT,
+		.user = user,
+		.token = token->token,
+		.last_seen = token->last_seen,
+	};
+	const char *const *fields;
+
+	fields = doveadm_deltapush_send(ctx->socket_path, &request);
+	if (fields == NULL)
+		return -1;
+	/* "0" also when the service's clock finds the token too old: both
+	   mean this run added nothing */
+	if (fields[0] != NULL && strcmp(fields[0], "1") == 0)
+		ctx->tokens_imported++;
+	else
+		ctx->tokens_known++;
+	return 0;
+}
+
+static void
+doveadm_deltapush_import_user(struct doveadm_deltapush_import *ctx,
+			      const char *dir, const char *user)
+{
+	ARRAY_TYPE(deltapush_chatmail_token) tokens;
+	const struct deltapush_chatmail_token *token;
+	const char *path, *error;
+	int ret;
+
+	path = t_strconcat(dir, "/", user, "/",
+			   DELTAPUSH_CHATMAIL_METADATA_FILE, NULL);
+	t_array_init(&tokens, 8);
+	ret = deltapush_chatmail_read(path, pool_datastack_create(), &tokens,
+				      &error);
+	if (ret < 0) {
+		i_error("%s", error);
+		ctx->files_failed++;
+		return;
+	}
+	if (ret == 0) {
+		/* the user never registered a token */
+		return;
+	}
+	ctx->users++;
+
+	array_foreach(&tokens, token) {
+		switch (deltapush_chatmail_token_check(token, ctx->now,
+						       ctx->set->token_ttl_secs,
+						       &error)) {
+		case DELTAPUSH_CHATMAIL_TOKEN_OK:
+			if (doveadm_deltapush_import_token(ctx, user,
+							   token) < 0) {
+				ctx->service_failed = TRUE;
+				return;
+			}
+			break;
+		case DELTAPUSH_CHATMAIL_TOKEN_EXPIRED:
+			ctx->tokens_expired++;
+			break;
+		case DELTAPUSH_CHATMAIL_TOKEN_FUTURE:
+			/* the relay drops these too; its clock or the
+			   file is wrong, so say so */
+			i_warning("%s: Skipping token %s: %s", path,
+				  deltapush_token_log_prefix(token->token),
+				  error);
+			ctx->tokens_invalid++;
+			break;
+		case DELTAPUSH_CHATMAIL_TOKEN_INVALID:
+			/* the token itself may be garbage: name its
+			   position instead */
+			i_warning("%s: Skipping devicetoken entry %u: %s",
+				  path, token->index, error);
+			ctx->tokens_invalid++;
+			break;
+		}
+	}
+}
+
+/* The names of DIR's subdirectories, sorted so runs are repeatable.
+   Returns 0 on success, -1 (printed, exit code set) when DIR can't be
+   read. */
+static int
+doveadm_deltapush_import_list(struct doveadm_deltapush_import *ctx,
+			      const char *dir,
+			      ARRAY_TYPE(const_string) *names)
+{
+	struct dirent *d;
+	struct stat st;
+	const char *path, *name;
+	DIR *dirp;
+	int ret = 0;
+
+	dirp = opendir(dir);
+	if (dirp == NULL) {
+		i_error("opendir(%s) failed: %m", dir);
+		doveadm_exit_code = errno == ENOENT || errno == ENOTDIR ?
+			EX_NOINPUT : EX_TEMPFAIL;
+		return -1;
+	}
+	for (errno = 0; (d = readdir(dirp)) != NULL; errno = 0) {
+		/* ".", ".." and whatever else a tool hid there */
+		if (d->d_name[0] == '.')
+			continue;
+		path = t_strconcat(dir, "/", d->d_name, NULL);
+		if (stat(path, &st) < 0) {
+			/* gone meanwhile, or a dangling symlink: no user */
+			if (errno != ENOENT) {
+				i_error("stat(%s) failed: %m", path);
+				ctx->files_failed++;
+			}
+			continue;
+		}
+		if (!S_ISDIR(st.st_mode))
+			continue;
+		if (!deltapush_chatmail_user_is_valid(d->d_name)) {
+			i_warning("Skipping %s: the directory name is not "
+				  "an email address", path);
+			continue;
+		}
+		name = t_strdup(d->d_name);
+		array_push_back(names, &name);
+	}
+	if (errno != 0) {
+		i_error("readdir(%s) failed: %m", dir);
+		doveadm_exit_code = EX_TEMPFAIL;
+		ret = -1;
+	}
+	if (closedir(dirp) < 0)
+		i_error("closedir(%s) failed: %m", dir);
+	if (ret == 0)
+		array_sort(names, i_strcmp_p);
+	return ret;
+}
+
+static void doveadm_deltapush_print_count(unsigned int count)
+{
+	doveadm_print(dec2str(count));
+}
+
+/* Exit codes: 0 when everything was read (tokens skipped as expired or
+   invalid only give warnings), DOVEADM_EX_NOTPOSSIBLE (EX_DATAERR, 65)
+   when a metadata.json file could not be read or parsed (the other users
+   are still imported), EX_TEMPFAIL when the service failed (the import
+   stops; running it again continues where it stopped), EX_NOINPUT when
+   DIR doesn't exist. */
+static void cmd_deltapush_import_chatmail(struct doveadm_cmd_context *cctx)
+{
+	struct doveadm_deltapush_import ctx;
+	ARRAY_TYPE(const_string) names;
+	const char *dir, *const *namep;
+
+	if (!doveadm_cmd_param_str(cctx, "dir", &dir) || dir[0] == '\0') {
+		i_error("Missing the chatmail relay's mail directory");
+		doveadm_exit_code = EX_USAGE;
+		return;
+	}
+	i_zero(&ctx);
+	if (doveadm_deltapush_settings_get(&ctx.set, &ctx.socket_path) < 0)
+		return;
+	/* one clock for the whole run: every file is judged alike */
+	ctx.now = time(NULL);
+
+	t_array_init(&names, 64);
+	if (doveadm_deltapush_import_list(&ctx, dir, &names) < 0)
+		return;
+	array_foreach(&names, namep) {
+		T_BEGIN {
+			doveadm_deltapush_import_user(&ctx, dir, *namep);
+		} T_END;
+		if (ctx.service_failed)
+			break;
+	}
+
+	/* Counts even after a failure: they say how far it got. */
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	doveadm_print_header_simple("users");
+	doveadm_print_header_simple("tokens_imported");
+	doveadm_print_header_simple("tokens_known");
+	doveadm_print_header_simple("tokens_expired");
+	doveadm_print_header_simple("tokens_invalid");
+	doveadm_print_header_simple("files_failed");
+	doveadm_deltapush_print_count(ctx.users);
+	doveadm_deltapush_print_count(ctx.tokens_imported);
+	doveadm_deltapush_print_count(ctx.tokens_known);
+	doveadm_deltapush_print_count(ctx.tokens_expired);
+	doveadm_deltapush_print_count(ctx.tokens_invalid);
+	doveadm_deltapush_print_count(ctx.files_failed);
+
+	if (!ctx.service_failed && ctx.files_failed > 0)
+		doveadm_exit_code = DOVEADM_EX_NOTPOSSIBLE;
+}
+
 static struct doveadm_cmd_ver2 doveadm_deltapush_commands[] = {
 	{
 		.name = "deltapush status",
@@ -212,6 +458,14 @@ DOVEADM_CMD_PARAMS_END
 		.usage = "[-u <user>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('u', "user", CMD_PARAM_STR, 0)
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "deltapush import-chatmail",
+		.cmd = cmd_deltapush_import_chatmail,
+		.usage = "<chatmail mail dir>",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAM('\0', "dir", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 	},
 };

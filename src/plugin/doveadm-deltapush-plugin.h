@@ -3,7 +3,8 @@
 
 struct module;
 
-/* doveadm deltapush status|list|forget|flush: talk to the service. */
+/* doveadm deltapush status|list|forget|flush|import-chatmail: talk to the
+   service. */
 void doveadm_deltapush_plugin_init(struct module *module);
 void doveadm_deltapush_plugin_deinit(void);
 

@@ -1,0 +1,427 @@
+/* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
+
+#include "lib.h"
+#include "array.h"
+#include "str.h"
+#include "istream.h"
+#include "json-parser.h"
+#include "eacces-error.h"
+#include "deltapush-token.h"
+#include "deltapush-chatmail.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/stat.h>
+
+#define DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY "devicetoken"
+/* Larger times are clamped to this: far beyond any real time, and small
+   enough that now + a TTL never overflows. */
+#define DELTAPUSH_CHATMAIL_TIME_MAX "999999999999999999"
+/* An exponent this large makes any non-zero time huge or zero. */
+#define DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT 100
+
+struct deltapush_chatmail_parser {
+	struct json_parser *json;
+	pool_t pool;
+	time_t list_last_seen;
+	ARRAY_TYPE(deltapush_chatmail_token) *tokens;
+	/* where this file's entries start in tokens */
+	unsigned int first_idx;
+	/* position of the next devicetoken entry, from 1 */
+	unsigned int next_index;
+	/* a structure error; syntax errors come from json_parser_deinit() */
+	const char *error;
+};
+
+static const char *deltapush_chatmail_json_type_name(enum json_type type)
+{
+	switch (type) {
+	case JSON_TYPE_OBJECT_KEY:
+		return "an object key";
+	case JSON_TYPE_OBJECT:
+		return "an object";
+	case JSON_TYPE_OBJECT_END:
+		return "the end of an object";
+	case JSON_TYPE_ARRAY:
+		return "a list";
+	case JSON_TYPE_ARRAY_END:
+		return "the end of a list";
+	case JSON_TYPE_STRING:
+		return "a string";
+	case JSON_TYPE_NUMBER:
+		return "a number";
+	case JSON_TYPE_TRUE:
+	case JSON_TYPE_FALSE:
+		return "a boolean";
+	case JSON_TYPE_NULL:
+		return "null";
+	}
+	i_unreached();
+}
+
+static inline bool deltapush_chatmail_is_digit(char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* Whole seconds of a JSON number as the parser validated it:
+
+     -? int-digits [. frac-digits] [(e|E) [+|-] exp-digits]
+
+   rounded down and clamped to 0..DELTAPUSH_CHATMAIL_TIME_MAX. Done on
+   the decimal digits rather than with strtod(): exact for any form the
+   relay's Python may write (1700000000.123456, 1.7e9), and independent
+   of the locale's decimal point. */
+static time_t deltapush_chatmail_time_parse(const char *number)
+{
+	const char *p = number;
+	string_t *digits = t_str_new(32);
+	const unsigned char *d;
+	size_t len, i;
+	/* position of the decimal point in digits */
+	int64_t point, exponent = 0;
+	bool negative = FALSE, exp_negative = FALSE;
+	time_t value = 0;
+
+	if (*p == '-') {
+		negative = TRUE;
+		p++;
+	}
+	for (; deltapush_chatmail_is_digit(*p); p++)
+		str_append_c(digits, *p);
+	point = str_len(digits);
+	if (*p == '.') {
+		for (p++; deltapush_chatmail_is_digit(*p); p++)
+			str_append_c(digits, *p);
+	}
+	if (*p == 'e' || *p == 'E') {
+		p++;
+		if (*p == '+' || *p == '-')
+			exp_negative = *p++ == '-';
+		for (; deltapush_chatmail_is_digit(*p); p++) {
+			if (exponent <= DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT)
+				exponent = exponent * 10 + (*p - '0');
+		}
+	}
+
+	/* drop leading zeros, so only significant digits count */
+	d = str_data(digits);
+	len = str_len(digits);
+	while (len > 0 && d[0] == '0') {
+		d++;
+		len--;
+		point--;
+	}
+	if (len == 0 || negative)
+		return 0;
+	if (exponent > DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT)
+		point = exp_negative ? 0 : INT_MAX;
+	else
+		point += exp_negative ? -exponent : exponent;
+	if (point <= 0)
+		return 0;
+	if (point > (int64_t)strlen(DELTAPUSH_CHATMAIL_TIME_MAX)) {
+		d = (const unsigned char *)DELTAPUSH_CHATMAIL_TIME_MAX;
+		len = point = strlen(DELTAPUSH_CHATMAIL_TIME_MAX);
+	}
+	/* the integer part; zeros where the digits end before the point */
+	for (i = 0; i < (size_t)point; i++)
+		value = value * 10 + (i < len ? d[i] - '0' : 0);
+	return value;
+}
+
+static void
+deltapush_chatmail_add(struct deltapush_chatmail_parser *parser,
+		       const char *token, time_t last_seen, const char *error)
+{
+	struct deltapush_chatmail_token *entry;
+	unsigned int i, count;
+
+	entry = array_get_modifiable(parser->tokens, &count);
+	if (token != NULL && error == NULL) {
+		/* The same key twice in an object, or a list with a
+		   duplicate: one token, seen last at its latest time. */
+		for (i = parser->first_idx; i < count; i++) {
+			if (entry[i].error == NULL && entry[i].token != NULL &&
+			    strcmp(entry[i].token, token) == 0) {
+				entry[i].last_seen = I_MAX(entry[i].last_seen,
+							   last_seen);
+				parser->next_index++;
+				return;
+			}
+		}
+	}
+	entry = array_append_space(parser->tokens);
+	entry->index = parser->next_index++;
+	entry->token = p_strdup(parser->pool, token);
+	entry->last_seen = last_seen;
+	entry->error = p_strdup(parser->pool, error);
+}
+
+/* Skip the rest of a value whose start json_parse_next() returned. */
+static void
+deltapush_chatmail_skip_value(struct deltapush_chatmail_parser *parser,
+			      enum json_type type)
+{
+	if (type == JSON_TYPE_OBJECT || type == JSON_TYPE_ARRAY)
+		json_parse_skip(parser->json);
+}
+
+/* {"<token>": <time>, ...} after its '{'. Returns 0 at its '}', -1 on a
+   syntax error. */
+static int
+deltapush_chatmail_parse_object(struct deltapush_chatmail_parser *parser)
+{
+	enum json_type type;
+	const char *value, *token;
+
+	for (;;) {
+		if (json_parse_next(parser->json, &type, &value) <= 0)
+			return -1;
+		if (type == JSON_TYPE_OBJECT_END)
+			return 0;
+		i_assert(type == JSON_TYPE_OBJECT_KEY);
+		token = t_strdup(value);
+
+		if (json_parse_next(parser->json, &type, &value) <= 0)
+			return -1;
+		if (type == JSON_TYPE_NUMBER) {
+			deltapush_chatmail_add(parser, token,
+				deltapush_chatmail_time_parse(value), NULL);
+			continue;
+		}
+		deltapush_chatmail_skip_value(parser, type);
+		deltapush_chatmail_add(parser, token, 0, t_strdup_printf(
+			"Last seen time is %s, not a number",
+			deltapush_chatmail_json_type_name(type)));
+	}
+}
+
+/* ["<token>", ...] after its '['. Returns 0 at its ']', -1 on a syntax
+   error. */
+static int
+deltapush_chatmail_parse_list(struct deltapush_chatmail_parser *parser)
+{
+	enum json_type type;
+	const char *value;
+
+	for (;;) {
+		if (json_parse_next(parser->json, &type, &value) <= 0)
+			return -1;
+		if (type == JSON_TYPE_ARRAY_END)
+			return 0;
+		if (type == JSON_TYPE_STRING) {
+			deltapush_chatmail_add(parser, value,
+					       parser->list_last_seen, NULL);
+			continue;
+		}
+		deltapush_chatmail_skip_value(parser, type);
+		deltapush_chatmail_add(parser, NULL, 0, t_strdup_printf(
+			"List entry is %s, not a token string",
+			deltapush_chatmail_json_type_name(type)));
+	}
+}
+
+/* The devicetoken value. Returns 0 when it was read, -1 on a syntax or
+   structure error. */
+static int
+deltapush_chatmail_parse_devicetoken(struct deltapush_chatmail_parser *parser)
+{
+	enum json_type type;
+	const char *value;
+
+	parser->next_index = 1;
+	if (json_parse_next(parser->json, &type, &value) <= 0)
+		return -1;
+	switch (type) {
+	case JSON_TYPE_OBJECT:
+		return deltapush_chatmail_parse_object(parser);
+	case JSON_TYPE_ARRAY:
+		return deltapush_chatmail_parse_list(parser);
+	case JSON_TYPE_NULL:
+		return 0;
+	default:
+		parser->error = t_strdup_printf(
+			"\"%s\" is %s, not an object or a list",
+			DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY,
+			deltapush_chatmail_json_type_name(type));
+		return -1;
+	}
+}
+
+int deltapush_chatmail_parse(const unsigned char *data, size_t size,
+			     time_t list_last_seen, pool_t pool,
+			     ARRAY_TYPE(deltapush_chatmail_token) *tokens,
+			     const char **error_r)
+{
+	struct deltapush_chatmail_parser parser;
+	struct istream *input;
+	enum json_type type;
+	const char *value, *error;
+	unsigned int count;
+	int ret = 0;
+
+	i_zero(&parser);
+	parser.pool = pool;
+	parser.list_last_seen = list_last_seen;
+	parser.tokens = tokens;
+	parser.first_idx = array_count(tokens);
+
+	input = i_stream_create_from_data(data, size);
+	/* The parser checks the root is an object and that it is complete
+	   (it only reports keys at the root level). */
+	parser.json = json_parser_init(input);
+	while (ret == 0 &&
+	       json_parse_next(parser.json, &type, &value) > 0) {
+		i_assert(type == JSON_TYPE_OBJECT_KEY);
+		if (strcmp(value, DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY) == 0)
+			ret = deltapush_chatmail_parse_devicetoken(&parser);
+		else
+			json_parse_skip_next(parser.json);
+	}
+	if (json_parser_deinit(&parser.json, &error) < 0 &&
+	    parser.error == NULL) {
+		*error_r = t_strdup_printf("Invalid JSON: %s", error);
+		ret = -1;
+	} else if (parser.error != NULL) {
+		/* the structure is wrong; whatever follows doesn't matter */
+		*error_r = parser.error;
+		ret = -1;
+	} else if (ret < 0) {
+		/* the parser stopped without saying why */
+		*error_r = "Invalid JSON";
+	}
+	i_stream_unref(&input);
+
+	if (ret < 0) {
+		count = array_count(tokens);
+		array_delete(tokens, parser.first_idx,
+			     count - parser.first_idx);
+	}
+	return ret;
+}
+
+static int
+deltapush_chatmail_read_fd(int fd, const char *path, unsigned char *buf,
+			   size_t buf_size, size_t *size_r,
+			   const char **error_r)
+{
+	size_t size = 0;
+	ssize_t ret;
+
+	/* Read to EOF instead of trusting st_size: the relay may be
+	   replacing the file while we read. */
+	while (size < buf_size) {
+		ret = read(fd, buf + size, buf_size - size);
+		if (ret == 0)
+			break;
+		if (ret < 0) {
+			if (errno == EINTR)
+				continue;
+			*error_r = t_strdup_printf("read(%s) failed: %m", path);
+			return -1;
+		}
+		size += ret;
+	}
+	*size_r = size;
+	return 0;
+}
+
+int deltapush_chatmail_read(const char *path, pool_t pool,
+			    ARRAY_TYPE(deltapush_chatmail_token) *tokens,
+			    const char **error_r)
+{
+	/* one byte more than allowed, to notice an oversized file */
+	size_t buf_size = DELTAPUSH_CHATMAIL_MAX_FILE_SIZE + 1;
+	unsigned char *buf;
+	const char *error;
+	struct stat st;
+	size_t size;
+	int fd, ret;
+
+	fd = open(path, O_RDONLY);
+	if (fd == -1) {
+		if (errno == ENOENT)
+			return 0;
+		if (errno == EACCES)
+			*error_r = eacces_error_get("open", path);
+		else {
+			*error_r = t_strdup_printf("open(%s) failed: %m",
+						   path);
+		}
+		return -1;
+	}
+	if (fstat(fd, &st) < 0) {
+		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
+		i_close_fd(&fd);
+		return -1;
+	}
+	if (st.st_size > DELTAPUSH_CHATMAIL_MAX_FILE_SIZE) {
+		*error_r = t_strdup_printf("%s is too large (max %u bytes)",
+					   path,
+					   DELTAPUSH_CHATMAIL_MAX_FILE_SIZE);
+		i_close_fd(&fd);
+		return -1;
+	}
+	buf = t_malloc_no0(buf_size);
+	ret = deltapush_chatmail_read_fd(fd, path, buf, buf_size, &size,
+					 error_r);
+	i_close_fd(&fd);
+	if (ret < 0)
+		return -1;
+	if (size > DELTAPUSH_CHATMAIL_MAX_FILE_SIZE) {
+		*error_r = t_strdup_printf("%s is too large (max %u bytes)",
+					   path,
+					   DELTAPUSH_CHATMAIL_MAX_FILE_SIZE);
+		return -1;
+	}
+	/* The list form has no times: the file was last written when a
+	   token was last added, the best guess of when it was seen. */
+	if (deltapush_chatmail_parse(buf, size, st.st_mtime, pool, tokens,
+				     &error) < 0) {
+		*error_r = t_strdup_printf("%s: %s", path, error);
+		return -1;
+	}
+	return 1;
+}
+
+enum deltapush_chatmail_token_status
+deltapush_chatmail_token_check(const struct deltapush_chatmail_token *token,
+			       time_t now, unsigned int ttl_secs,
+			       const char **error_r)
+{
+	if (token->error != NULL) {
+		*error_r = token->error;
+		return DELTAPUSH_CHATMAIL_TOKEN_INVALID;
+	}
+	i_assert(token->token != NULL);
+	if (!deltapush_token_is_valid((const unsigned char *)token->token,
+				      strlen(token->token), error_r))
+		return DELTAPUSH_CHATMAIL_TOKEN_INVALID;
+	/* the relay's rule: valid only while strictly less than
+	   now + 60 s */
+	if (token->last_seen >= now + DELTAPUSH_CHATMAIL_MAX_FUTURE_SECS) {
+		*error_r = t_strdup_printf(
+			"Last seen time is %lld seconds in the future",
+			(long long)(token->last_seen - now));
+		return DELTAPUSH_CHATMAIL_TOKEN_FUTURE;
+	}
+	/* the service's rule: kept while last seen within the TTL */
+	if (token->last_seen < now - (time_t)ttl_secs)
+		return DELTAPUSH_CHATMAIL_TOKEN_EXPIRED;
+	return DELTAPUSH_CHATMAIL_TOKEN_OK;
+}
+
+bool deltapush_chatmail_user_is_valid(const char *name)
+{
+	const unsigned char *p;
+	const char *at = strrchr(name, '@');
+
+	if (at == NULL || at == name || at[1] == '\0')
+		return FALSE;
+	for (p = (const unsigned char *)name; *p != '\0'; p++) {
+		if (*p <= 0x20 || *p == 0x7f || *p == '/')
+			return FALSE;
+	}
+	return TRUE;
+}

@@ -1,0 +1,160 @@
+"""Runs the staged `doveadm deltapush` module against a test Dovecot.
+
+doveadm loads its plugins only from the compiled-in directory
+/usr/lib/dovecot/modules/doveadm. To use the staged module without touching
+the system, each doveadm runs in a private mount namespace where that
+directory is replaced (bind mount) by a temporary directory holding symlinks
+to the system's doveadm modules plus the staged one. Needs root, unshare(1)
+and mount(8); `available()` says why not when they do not work.
+"""
+
+import atexit
+import glob
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+from dovecot_instance import DOVEADM
+
+DOVEADM_MODULE_DIR = "/usr/lib/dovecot/modules/doveadm"
+MODULE_NAME = "lib10_doveadm_deltapush_plugin.so"
+
+# sh script run inside the namespace: $1 is the module directory, the rest
+# are doveadm's arguments.
+_NS_SCRIPT = ('dir="$1"; shift; '
+              'mount --bind "$dir" %s && exec "$@"' % DOVEADM_MODULE_DIR)
+
+_module_dir = None
+_unavailable = None
+
+
+def _find_staged_module():
+    stage = os.environ.get("DELTAPUSH_STAGE", "")
+    found = sorted(glob.glob(os.path.join(stage, "**", "modules", "doveadm",
+                                          MODULE_NAME), recursive=True))
+    return os.path.abspath(found[0]) if found else None
+
+
+def _setup():
+    """Creates the module directory once; returns None or why doveadm
+    with the staged module cannot run here."""
+    global _module_dir, _unavailable
+    if _module_dir is not None or _unavailable is not None:
+        return _unavailable
+    module = _find_staged_module()
+    if module is None:
+        _unavailable = "%s not found under DELTAPUSH_STAGE" % MODULE_NAME
+        return _unavailable
+    if shutil.which("unshare") is None:
+        _unavailable = "unshare(1) is not installed"
+        return _unavailable
+    directory = tempfile.mkdtemp(prefix="dpt-doveadm-")
+    os.chmod(directory, 0o755)
+    for name in sorted(os.listdir(DOVEADM_MODULE_DIR)):
+        if name != MODULE_NAME:
+            os.symlink(os.path.join(DOVEADM_MODULE_DIR, name),
+                       os.path.join(directory, name))
+    os.symlink(module, os.path.join(directory, MODULE_NAME))
+    _module_dir = directory
+    # Does the namespace trick work here (container without CAP_SYS_ADMIN,
+    # no mount(8), ...)? `doveadm help` lists the plugin's commands.
+    try:
+        probe = subprocess.run(
+            ["unshare", "-m", "sh", "-c", _NS_SCRIPT, "sh", directory,
+             DOVEADM, "help"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        _unavailable = "unshare -m failed: %s" % e
+        return _unavailable
+    if b"deltapush" not in probe.stdout + probe.stderr:
+        _unavailable = ("doveadm in a private mount namespace did not load "
+                        "the staged module (exit %d): %s"
+                        % (probe.returncode,
+                           (probe.stderr or probe.stdout)[-400:]
+                           .decode(errors="replace")))
+    return _unavailable
+
+
+def available():
+    """None when doveadm with the staged module can run, else the reason."""
+    return _setup()
+
+
+@atexit.register
+def cleanup():
+    global _module_dir, _unavailable
+    if _module_dir is not None:
+        shutil.rmtree(_module_dir, ignore_errors=True)
+    _module_dir = None
+    _unavailable = None
+
+
+def run(dovecot, *args, fmt=None, timeout=30.0):
+    """`doveadm [-f fmt] -c <instance config> args...` with the staged
+    module; returns the CompletedProcess (text)."""
+    reason = _setup()
+    if reason is not None:
+        raise RuntimeError(reason)
+    argv = [DOVEADM]
+    if fmt is not None:
+        argv += ["-f", fmt]
+    argv += ["-c", dovecot.conf] + list(args)
+    return subprocess.run(
+        ["unshare", "-m", "sh", "-c", _NS_SCRIPT, "sh", _module_dir] + argv,
+        capture_output=True, timeout=timeout, text=True)
+
+
+def run_ok(dovecot, *args, fmt=None):
+    result = run(dovecot, *args, fmt=fmt)
+    assert result.returncode == 0, (
+        "doveadm %s failed (exit %d):\n%s%s" % (
+            " ".join(args), result.returncode, result.stdout,
+            result.stderr))
+    return result
+
+
+def run_json(dovecot, *args):
+    """The rows of `doveadm -f json ...` as a list of dicts."""
+    result = run_ok(dovecot, *args, fmt="json")
+    try:
+        rows = json.loads(result.stdout)
+    except ValueError:
+        raise AssertionError("doveadm -f json %s printed no JSON: %r"
+                             % (" ".join(args), result.stdout))
+    assert isinstance(rows, list), rows
+    return rows
+
+
+def parse_tab(text):
+    """Rows of `-f tab` output (header line, then tab-separated rows)."""
+    lines = text.rstrip("\n").split("\n")
+    header = lines[0].split("\t")
+    return [dict(zip(header, line.split("\t"))) for line in lines[1:]]
+
+
+def parse_table(text):
+    """Rows of `-f table` output. Columns are padded with spaces; the
+    header names start the columns, so values are cut at those offsets."""
+    lines = [line for line in text.split("\n") if line.strip()]
+    header = lines[0]
+    starts = []
+    names = []
+    i = 0
+    while i < len(header):
+        if header[i] != " " and (i == 0 or header[i - 1] == " "):
+            j = header.find(" ", i)
+            j = len(header) if j < 0 else j
+            starts.append(i)
+            names.append(header[i:j])
+            i = j
+        else:
+            i += 1
+    rows = []
+    for line in lines[1:]:
+        row = {}
+        for k, name in enumerate(names):
+            end = starts[k + 1] if k + 1 < len(starts) else len(line)
+            row[name] = line[starts[k]:end].strip()
+        rows.append(row)
+    return names, rows
