@@ -1,0 +1,197 @@
+"""Coalescing and retries (issue 4): a burst of mail costs at most one push
+per token per deltapush_debounce window, the first message is pushed at
+once and the last one always has a push after it; failed pushes are retried
+after deltapush_retry_base, 8x, 64x ... that until deltapush_retry_deadline,
+and a proxy outage loses nothing.
+
+The settings are shortened (debounce 1 s, retry base 1 s or 1.25 s) so the
+schedules fit in a few seconds; every wait is bounded."""
+
+import re
+import time
+
+from dovecot_instance import lmtp_send, make_message
+from helpers import make_token, new_user, register
+from observe import log_texts, token_leaks
+
+
+def _assert_no_token_leaks(dovecot, tokens):
+    leaks = token_leaks(log_texts(dovecot), tokens)
+    assert not leaks, "whole tokens in the logs: %r" % leaks
+
+
+def _delivered(replies):
+    return [code for code, _ in replies] == [250] * len(replies)
+
+
+def _deliver(dovecot, users):
+    """One LMTP transaction to users; returns the monotonic time just
+    before DATA was sent (the trigger happens after it)."""
+    started = time.monotonic()
+    assert _delivered(dovecot.deliver_lmtp(users, make_message()))
+    return started
+
+
+def _arrivals(sink, token, since):
+    return [r.monotonic for r in sink.requests(since=since, bodies=[token])]
+
+
+def _gaps(times):
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
+    dovecot = dovecot_factory(sink=sink, settings={"deltapush_debounce": "1s"})
+    user = new_user("burst")
+    tokens = [make_token(), make_token()]
+    register(dovecot, user, *tokens)
+
+    # 100 deliveries spread evenly over ~2.5 s on one LMTP connection
+    client = dovecot.lmtp()
+    starts = []
+    try:
+        t0 = time.monotonic()
+        for i in range(100):
+            pause = t0 + i * 0.025 - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+            starts.append(time.monotonic())
+            assert _delivered(lmtp_send(client, "sender@example.net", [user],
+                                        make_message(to=user)))
+        done = time.monotonic()
+    finally:
+        client.quit()
+    assert done - starts[0] < 3.0, "the burst took %.2f s" % (
+        done - starts[0])
+
+    # the trailing push comes at most one window after the last message
+    def trailing_arrived():
+        return all(any(t >= starts[-1] for t in _arrivals(sink, tok, t0))
+                   for tok in tokens)
+    deadline = time.monotonic() + 5
+    while not trailing_arrived() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)  # nothing more may follow
+
+    for token in tokens:
+        times = _arrivals(sink, token, t0)
+        rel = [round(t - starts[0], 3) for t in times]
+        assert 2 <= len(times) <= 5, rel
+        # the first message is not delayed by coalescing
+        assert times[0] - starts[0] <= 1.0, rel
+        # the last message has a push sent after it arrived
+        assert times[-1] >= starts[-1], (rel, starts[-1] - starts[0])
+        # at most one push per window (small allowance for timer jitter)
+        assert all(gap >= 0.9 for gap in _gaps(times)), rel
+        assert all(r.status == 200
+                   for r in sink.requests(since=t0, bodies=[token]))
+    _assert_no_token_leaks(dovecot, tokens)
+
+
+def test_debounce_zero_pushes_every_message(dovecot_factory, sink):
+    dovecot = dovecot_factory(sink=sink, settings={"deltapush_debounce": "0"})
+    user = new_user("nodebounce")
+    tokens = [make_token(), make_token()]
+    register(dovecot, user, *tokens)
+    since = time.monotonic()
+    client = dovecot.lmtp()
+    try:
+        for _ in range(5):
+            assert _delivered(lmtp_send(client, "sender@example.net", [user],
+                                        make_message(to=user)))
+    finally:
+        client.quit()
+    sink.wait_for(10, timeout=8, since=since, bodies=tokens)
+    time.sleep(1.0)  # and no more than one per message
+    for token in tokens:
+        assert len(_arrivals(sink, token, since)) == 5
+
+
+def test_500_is_retried_on_schedule_until_the_deadline(dovecot_factory, sink):
+    # attempts at 0, +1 s, +8 s; the next (+64 s) is past the 12 s deadline
+    dovecot = dovecot_factory(sink=sink, settings={
+        "deltapush_debounce": "1s",
+        "deltapush_retry_base": "1s",
+        "deltapush_retry_deadline": "12s",
+    })
+    user = new_user("flaky")
+    failing, healthy = make_token(), make_token()
+    register(dovecot, user, failing, healthy)
+    sink.set_status(failing, 500)
+    mark = dovecot.log_size()
+
+    started = _deliver(dovecot, user)
+    got = sink.wait_for(3, timeout=14, since=started, bodies=[failing])
+    times = [r.monotonic for r in got]
+    rel = [round(t - started, 2) for t in times]
+    assert len(times) == 3, rel
+    assert all(r.status == 500 for r in got)
+    assert times[0] - started < 1.0, rel
+    gap1, gap2 = _gaps(times)
+    assert 0.9 <= gap1 <= 1.6, rel
+    assert 7.8 <= gap2 <= 8.8, rel
+
+    log = dovecot.wait_for_log(lambda t: "Giving up pushing token" in t,
+                               offset=mark, timeout=3)
+    assert log is not None, dovecot.log_since(mark)
+    line = [l for l in log.splitlines() if "Giving up pushing token" in l][0]
+    assert "after 3 attempts" in line, line
+    assert failing[:12] + "…" in line and user in line, line
+    # the retries were logged as warnings with the delay
+    assert re.search(r"Warning: Push to token \S+ of user \S+ failed "
+                     r"\(attempt 1, retrying in 1000 ms\)", log), log
+    # dropped: nothing more is sent, and the healthy token got one push
+    time.sleep(1.5)
+    assert len(_arrivals(sink, failing, started)) == 3
+    assert len(_arrivals(sink, healthy, started)) == 1
+    _assert_no_token_leaks(dovecot, [failing, healthy])
+
+
+def test_refused_connections_recover_by_schedule_alone(dovecot_factory,
+                                                        sink):
+    # base 1.25 s: attempts at +0, +1.25 s and +11.25 s, so the third one
+    # of every trigger falls after the 10 s outage; no flush involved
+    dovecot = dovecot_factory(sink=sink, settings={
+        "deltapush_debounce": "1s",
+        "deltapush_retry_base": "1250ms",
+        "deltapush_retry_deadline": "30s",
+    })
+    alice, bob, carol = (new_user("alice"), new_user("bob"),
+                         new_user("carol"))
+    alice_tokens = [make_token(), make_token()]
+    bob_tokens = [make_token()]
+    carol_tokens = [make_token()]
+    register(dovecot, alice, *alice_tokens)
+    register(dovecot, bob, *bob_tokens)
+    register(dovecot, carol, *carol_tokens)
+    everything = alice_tokens + bob_tokens + carol_tokens
+
+    sink.stop()
+    outage = time.monotonic()
+    try:
+        _deliver(dovecot, alice)
+        time.sleep(0.5)
+        _deliver(dovecot, alice)      # folded into the waiting retry
+        time.sleep(0.5)
+        _deliver(dovecot, bob)
+        time.sleep(1.0)
+        _deliver(dovecot, carol)
+        time.sleep(1.0)
+        last = _deliver(dovecot, [alice, bob])  # folded again
+        time.sleep(max(0.0, outage + 10.0 - time.monotonic()))
+    finally:
+        sink.start()
+    recovered = time.monotonic()
+    assert last < recovered
+
+    got = sink.wait_for_bodies(everything, timeout=10, since=outage)
+    assert {r.body for r in got} == {t.encode() for t in everything}, \
+        dovecot.log_tail(40)
+    time.sleep(1.5)
+    got = sink.requests(since=outage, bodies=everything)
+    # none lost, none duplicated: the retry covers every folded message
+    assert sorted(r.body for r in got) == sorted(t.encode()
+                                                 for t in everything)
+    assert all(r.monotonic >= recovered and r.status == 200 for r in got)
+    assert "Giving up" not in dovecot.log_text()
+    _assert_no_token_leaks(dovecot, everything)
