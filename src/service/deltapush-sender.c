@@ -482,15 +482,26 @@ bool deltapush_sender_get_state(struct deltapush_sender *sender, int64_t id,
 void deltapush_sender_get_status(struct deltapush_sender *sender,
 				 struct deltapush_sender_status *status_r)
 {
+	struct hash_iterate_context *iter;
 	struct deltapush_pending *pend;
+	uint64_t triggered;
+	void *key;
 
 	i_zero(status_r);
 	status_r->pending = hash_table_count(sender->pending);
 	status_r->in_flight = sender->in_flight;
-	if (priorityq_count(sender->queue) > 0) {
-		pend = (struct deltapush_pending *)priorityq_peek(sender->queue);
-		status_r->oldest_due_msecs = pend->state.due_msecs;
+	/* The oldest push is the one whose trigger came first: its deadline
+	   is the earliest. A retry waiting in the future is still old. */
+	iter = hash_table_iterate_init(sender->pending);
+	while (hash_table_iterate(iter, sender->pending, &key, &pend)) {
+		triggered = pend->state.deadline_msecs -
+			I_MIN(pend->state.deadline_msecs,
+			      sender->sched_set.retry_deadline_msecs);
+		if (status_r->oldest_trigger_msecs == 0 ||
+		    triggered < status_r->oldest_trigger_msecs)
+			status_r->oldest_trigger_msecs = triggered;
 	}
+	hash_table_iterate_deinit(&iter);
 	status_r->last_error = sender->last_error;
 	status_r->last_error_time = sender->last_error_time;
 }

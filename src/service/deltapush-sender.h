@@ -38,8 +38,9 @@ bool deltapush_sender_get_state(struct deltapush_sender *sender, int64_t id,
 
 struct deltapush_sender_status {
 	unsigned int pending, in_flight;
-	/* When the oldest pending push became due (msecs); 0 = none */
-	uint64_t oldest_due_msecs;
+	/* When the mail that made the oldest pending push due arrived
+	   (msecs); 0 = none */
+	uint64_t oldest_trigger_msecs;
 	/* The last failure, and when; NULL = none */
 	const char *last_error;
 	time_t last_error_time;

@@ -161,71 +161,77 @@ static void deltapush_server_list(struct deltapush_server_client *client,
 			       array_front(&fields));
 }
 
-/* Remove the one token of the user that starts with prefix. */
-static int
-deltapush_server_forget_prefix(struct deltapush_server_client *client,
-			       const char *user, const char *prefix,
-			       unsigned int *count_r, const char **error_r)
-{
-	struct deltapush_server *server = client->server;
-	ARRAY_TYPE(deltapush_store_token) tokens;
-	const struct deltapush_store_token *token, *match = NULL;
-	unsigned int matches = 0;
-
-	t_array_init(&tokens, 8);
-	if (deltapush_store_list(server->store, user, 0,
-				 pool_datastack_create(), &tokens,
-				 error_r) < 0)
-		return -1;
-	array_foreach(&tokens, token) {
-		if (str_begins(token->token, prefix)) {
-			match = token;
-			matches++;
-		}
-	}
-	if (matches > 1) {
-		*error_r = t_strdup_printf("Token prefix matches %u tokens; "
-					   "give more of the token", matches);
-		return -1;
-	}
-	*count_r = 0;
-	if (match == NULL)
-		return 0;
-	if (deltapush_store_remove(server->store, match->id, error_r) < 0)
-		return -1;
-	*count_r = 1;
-	return 0;
-}
-
+/* Remove the user's tokens, or the one starting with prefix. Each removed
+   token is its own event, so metrics count tokens, not requests. */
 static void deltapush_server_forget(struct deltapush_server_client *client,
 				    const struct deltapush_request *request)
 {
 	struct deltapush_server *server = client->server;
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token;
+	ARRAY(const struct deltapush_store_token *) removed;
+	const struct deltapush_store_token *const *tokenp;
 	struct event_passthrough *e;
-	unsigned int count;
 	const char *error;
-	int ret;
+	unsigned int count;
+	int ret = 0;
 
-	if (request->token != NULL) {
-		ret = deltapush_server_forget_prefix(client, request->user,
-						     request->token, &count,
-						     &error);
-	} else {
-		ret = deltapush_store_forget(server->store, request->user,
-					     &count, &error);
-	}
-	if (ret < 0) {
+	t_array_init(&tokens, 8);
+	t_array_init(&removed, 8);
+	if (deltapush_store_begin(server->store, &error) < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;
 	}
-	e = deltapush_server_event(client, "deltapush_token_removed",
-				   request->user, NULL)->
-		add_str("reason", "unset")->add_int("count", count);
-	e_info(e->event(), "Forgot %u token(s) of user %s", count,
-	       request->user);
+	if (deltapush_store_list(server->store, request->user, 0,
+				 pool_datastack_create(), &tokens,
+				 &error) < 0)
+		ret = -1;
+	else array_foreach(&tokens, token) {
+		if (request->token == NULL ||
+		    str_begins(token->token, request->token))
+			array_push_back(&removed, &token);
+	}
+	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
+		deltapush_store_rollback(server->store);
+		/* An operator's typo, not a failure of the service */
+		e_info(client->conn.event, "Not forgetting tokens of user %s: "
+		       "the prefix matches %u tokens", request->user,
+		       array_count(&removed));
+		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+			t_strdup_printf("Token prefix matches %u tokens; give "
+					"more of the token",
+					array_count(&removed)));
+		return;
+	}
+	if (ret == 0 && request->token == NULL) {
+		ret = deltapush_store_forget(server->store, request->user,
+					     &count, &error);
+	} else if (ret == 0) array_foreach(&removed, tokenp) {
+		if (deltapush_store_remove(server->store, (*tokenp)->id,
+					   &error) < 0) {
+			ret = -1;
+			break;
+		}
+	}
+	if (ret < 0 || deltapush_store_commit(server->store, &error) < 0) {
+		deltapush_store_rollback(server->store);
+		deltapush_server_fail(client, "Forgetting tokens",
+				      request->user, error);
+		return;
+	}
+	array_foreach(&removed, tokenp) {
+		e = deltapush_server_event(client, "deltapush_token_removed",
+					   request->user, (*tokenp)->token)->
+			add_str("reason", "unset")->add_int("count", 1);
+		e_debug(e->event(), "Forgot token %s of user %s",
+			deltapush_token_log_prefix((*tokenp)->token),
+			request->user);
+	}
+	e_info(client->conn.event, "Forgot %u token(s) of user %s",
+	       array_count(&removed), request->user);
 	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-				dec2str(count));
+				dec2str(array_count(&removed)));
 }
 
 static void deltapush_server_notify(struct deltapush_server_client *client,
@@ -354,9 +360,10 @@ deltapush_server_status_reply(struct deltapush_server_client *client,
 		"users", dec2str(stats->users),
 		"pending", dec2str(status->pending),
 		"in_flight", dec2str(status->in_flight),
-		"oldest_pending_secs", dec2str(status->oldest_due_msecs == 0 ||
-			status->oldest_due_msecs > now ? 0 :
-			(now - status->oldest_due_msecs) / 1000),
+		"oldest_pending_secs", dec2str(
+			status->oldest_trigger_msecs == 0 ||
+			status->oldest_trigger_msecs > now ? 0 :
+			(now - status->oldest_trigger_msecs) / 1000),
 		"last_error", status->last_error == NULL ? "" :
 			status->last_error,
 		"last_error_time", dec2str(status->last_error_time),

@@ -93,10 +93,15 @@ static void deltapush_prune(void *context ATTR_UNUSED)
 		e_error(deltapush_event, "Pruning expired tokens failed: %s",
 			error);
 	else if (count > 0) {
-		e_info(event_create_passthrough(deltapush_event)->
-		       set_name("deltapush_token_removed")->
-		       add_str("reason", "expired")->add_int("count", count)->
-		       event(), "Pruned %u token(s) unseen for %u s",
+		/* one event per token, so metrics count tokens */
+		for (unsigned int i = 0; i < count; i++) {
+			e_debug(event_create_passthrough(deltapush_event)->
+				set_name("deltapush_token_removed")->
+				add_str("reason", "expired")->
+				add_int("count", 1)->event(),
+				"Pruned an expired token");
+		}
+		e_info(deltapush_event, "Pruned %u token(s) unseen for %u s",
 		       count, deltapush_set->token_ttl_secs);
 	}
 }

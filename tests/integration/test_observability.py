@@ -129,11 +129,14 @@ def test_metrics_count_pushes_by_status_and_removed_tokens(dovecot_factory,
         "dovecot_deltapush_push_finished_duration_seconds_total",
         status=200), 0) > 0, samples
     if doveadm_ns.available() is None:
-        # forgetting both tokens of u2 is one event with count 2
+        # forgetting both tokens of u2 counts two removed tokens; a
+        # forget that removes nothing counts none
         assert doveadm_ns.run_json(dovecot, "deltapush", "forget",
                                    "-u", u2) == [{"removed": "2"}]
+        assert doveadm_ns.run_json(dovecot, "deltapush", "forget",
+                                   "-u", u2) == [{"removed": "0"}]
         expected[key("dovecot_deltapush_token_removed_total",
-                      reason="unset")] = 1
+                      reason="unset")] = 2
         samples = metrics.wait_for(expected)
         assert {k: samples.get(k, 0) for k in expected} == expected, samples
         assert _stats_dump_sum(dovecot, "deltapush_token_removed_unset",
