@@ -486,6 +486,12 @@ deltapush_http_request_setopt(struct deltapush_http_request *req,
 		e_debug(req->event, "HTTP/2 not available: %s",
 			curl_easy_strerror(code));
 	}
+	/* Over TLS, while the first connection is being set up, wait for
+	   it instead of opening more: if it speaks HTTP/2 it then carries
+	   every request. (Cleartext HTTP is HTTP/1.1 here, where waiting
+	   would only queue requests behind a slow one.) */
+	if (strncasecmp(url, "https://", 8) == 0)
+		(void)curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
 }
 
 struct deltapush_http_request *

@@ -31,6 +31,12 @@ struct deltapush_pending {
 	struct deltapush_http_request *request;
 };
 
+/* A push state to be written to the store. */
+struct deltapush_dirty_state {
+	int64_t id;
+	struct deltapush_push_state state;
+};
+
 struct deltapush_sender {
 	const struct deltapush_settings *set;
 	struct deltapush_schedule_settings sched_set;
@@ -42,6 +48,11 @@ struct deltapush_sender {
 	HASH_TABLE(void *, struct deltapush_pending *) pending;
 	struct timeout *to;
 	unsigned int in_flight;
+
+	/* Outcomes of finished pushes not yet in the store; written in one
+	   transaction per ioloop pass (see deltapush_sender_sync()) */
+	ARRAY(struct deltapush_dirty_state) dirty;
+	struct timeout *to_sync;
 
 	char *last_error;
 	time_t last_error_time;
@@ -141,15 +152,63 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 	return pend;
 }
 
-static void deltapush_sender_save(struct deltapush_sender *sender,
-				  struct deltapush_pending *pend)
+/* Write the queued push states. Returns -1 with error_r when the store
+   refused them; they stay queued then. */
+static int deltapush_sender_sync_states(struct deltapush_sender *sender,
+					bool in_transaction,
+					const char **error_r)
+{
+	const struct deltapush_dirty_state *dirty;
+
+	if (array_count(&sender->dirty) == 0)
+		return 0;
+	if (!in_transaction && deltapush_store_begin(sender->store, error_r) < 0)
+		return -1;
+	array_foreach(&sender->dirty, dirty) {
+		/* 0 = the token is gone meanwhile: nothing to save */
+		if (deltapush_store_update_state(sender->store, dirty->id,
+						 &dirty->state, error_r) < 0) {
+			if (!in_transaction)
+				deltapush_store_rollback(sender->store);
+			return -1;
+		}
+	}
+	if (!in_transaction && deltapush_store_commit(sender->store, error_r) < 0) {
+		deltapush_store_rollback(sender->store);
+		return -1;
+	}
+	array_clear(&sender->dirty);
+	return 0;
+}
+
+void deltapush_sender_sync(struct deltapush_sender *sender)
 {
 	const char *error;
 
-	if (deltapush_store_update_state(sender->store, pend->id,
-					 &pend->state, &error) < 0) {
-		e_error(sender->event, "Couldn't save the push state of "
-			"token %s: %s", pend->token_prefix, error);
+	timeout_remove(&sender->to_sync);
+	if (deltapush_sender_sync_states(sender, FALSE, &error) < 0) {
+		/* Retried at the next pass; until then a restart would send
+		   these pushes again, which is safe. */
+		e_error(sender->event, "Couldn't save push states: %s", error);
+		sender->to_sync = timeout_add_to(io_loop_get_root(), 1000,
+						 deltapush_sender_sync, sender);
+	}
+}
+
+/* Queue the push's state for the store. A push that is sent again after
+   a crash before the write is harmless; one lost is not, and nothing is
+   lost: the state only ever moves on from what is stored. */
+static void deltapush_sender_save(struct deltapush_sender *sender,
+				  struct deltapush_pending *pend)
+{
+	struct deltapush_dirty_state *dirty;
+
+	dirty = array_append_space(&sender->dirty);
+	dirty->id = pend->id;
+	dirty->state = pend->state;
+	if (sender->to_sync == NULL) {
+		sender->to_sync = timeout_add_short_to(io_loop_get_root(), 0,
+			deltapush_sender_sync, sender);
 	}
 }
 
@@ -324,6 +383,12 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	t_array_init(&tokens, 8);
 	if (deltapush_store_begin(sender->store, error_r) < 0)
 		return -1;
+	/* The store must know how earlier pushes ended before their tokens'
+	   state is read from it. */
+	if (deltapush_sender_sync_states(sender, TRUE, error_r) < 0) {
+		deltapush_store_rollback(sender->store);
+		return -1;
+	}
 	if (deltapush_store_list(sender->store, user,
 				 ioloop_time - sender->set->token_ttl_secs,
 				 pool_datastack_create(), &tokens, error_r) < 0) {
@@ -350,6 +415,7 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 		deltapush_store_rollback(sender->store);
 		return -1;
 	}
+	timeout_remove(&sender->to_sync);
 	for (i = 0; i < count; i++) {
 		token = array_idx_modifiable(&tokens, i);
 		pend = deltapush_pending_lookup(sender, token->id);
@@ -540,6 +606,7 @@ deltapush_sender_init(const struct deltapush_settings *set,
 	event_add_category(sender->event, &event_category_deltapush);
 	sender->queue = priorityq_init(deltapush_pending_cmp, 128);
 	hash_table_create_direct(&sender->pending, default_pool, 128);
+	i_array_init(&sender->dirty, 64);
 	sender->http = deltapush_http_init(&http_set, sender->event);
 	return sender;
 }
@@ -553,6 +620,8 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 
 	*_sender = NULL;
 
+	deltapush_sender_sync(sender);
+	timeout_remove(&sender->to_sync);
 	timeout_remove(&sender->to);
 	/* No callbacks after this: in-flight pushes stay due in the store. */
 	deltapush_http_deinit(&sender->http);
@@ -562,6 +631,7 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&sender->pending);
 	priorityq_deinit(&sender->queue);
+	array_free(&sender->dirty);
 	i_free(sender->last_error);
 	event_unref(&sender->event);
 	i_free(sender);

@@ -26,6 +26,11 @@ int deltapush_sender_load(struct deltapush_sender *sender,
 int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			    const char **error_r);
 
+/* Write the outcomes of finished pushes to the store now (they are
+   otherwise written once per ioloop pass). Call before reading push
+   state from the store directly. */
+void deltapush_sender_sync(struct deltapush_sender *sender);
+
 /* Make the pending pushes of user (NULL = everyone) due now, retries
    included. Returns how many, or -1 with error_r. */
 int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,

@@ -385,6 +385,11 @@ static int deltapush_server_input_args(struct connection *conn,
 			error);
 		return -1;
 	}
+	/* Reads of push state must see how finished pushes ended (NOTIFY
+	   does this inside its own transaction). */
+	if (client->server->sender != NULL &&
+	    request.type != DELTAPUSH_REQUEST_NOTIFY)
+		deltapush_sender_sync(client->server->sender);
 	if (client->server->store == NULL) {
 		/* Logged where the database failed, not per request. */
 		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,

@@ -348,7 +348,14 @@ service lmtp {{
                     return False
             return True
 
-        wait_until(children_gone, timeout)
+        if not wait_until(children_gone, timeout):
+            # A child that outlived its master (seen with anvil) would
+            # spin on: it is ours, stop it by its pid.
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self.process = None
         if self._master_out is not None:
             self._master_out.close()
