@@ -7,12 +7,21 @@ struct deltapush_request;
    most timeout_msecs for its reply, in a private ioloop so the caller's
    ioloop is left alone. Returns 0 with the reply's fields after "OK" in
    fields_r (allocated from the data stack), or -1 with error_r when the
-   service cannot be reached, does not answer in time or answers FAIL. */
+   service cannot be reached, does not answer in time or answers FAIL.
+
+   With keep_connection the connection stays open for the next such
+   request (one per process): for the delivery path, where an lmtp
+   process serves many deliveries. A kept connection the service closed
+   meanwhile is replaced once, transparently. */
 int deltapush_client_request(const char *socket_path,
 			     unsigned int timeout_msecs,
 			     struct event *event,
 			     const struct deltapush_request *request,
+			     bool keep_connection,
 			     const char *const **fields_r,
 			     const char **error_r);
+
+/* Close a kept connection; call at module deinit. */
+void deltapush_client_deinit(void);
 
 #endif

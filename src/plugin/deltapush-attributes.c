@@ -30,7 +30,7 @@ deltapush_attribute_request(struct mailbox *box,
 	}
 	if (deltapush_client_request(duser->socket_path,
 				     duser->set->service_timeout_msecs,
-				     duser->event, request, fields_r,
+				     duser->event, request, FALSE, fields_r,
 				     &error) < 0) {
 		e_error(duser->event, "%s request failed: %s",
 			request->type == DELTAPUSH_REQUEST_REGISTER ?

@@ -162,7 +162,7 @@ deltapush_driver_end_txn(struct push_notification_driver_txn *dtxn,
 	   push does not. */
 	if (deltapush_client_request(duser->socket_path,
 				     duser->set->service_timeout_msecs,
-				     duser->event, &request, &fields,
+				     duser->event, &request, TRUE, &fields,
 				     &error) < 0) {
 		e_error(duser->event, "Couldn't notify the push service about "
 			"%u new message(s): %s", txn->messages, error);

@@ -6,6 +6,7 @@
 #include "mail-storage-settings.h"
 #include "deltapush-common.h"
 #include "deltapush-settings.h"
+#include "deltapush-client.h"
 #include "deltapush-attributes.h"
 #include "deltapush-server-entries.h"
 #include "deltapush-driver.h"
@@ -107,6 +108,7 @@ void deltapush_plugin_init(struct module *module)
 
 void deltapush_plugin_deinit(void)
 {
+	deltapush_client_deinit();
 	deltapush_driver_deinit();
 	deltapush_server_entries_deinit();
 	deltapush_attributes_deinit();

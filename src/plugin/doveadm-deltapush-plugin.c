@@ -73,7 +73,8 @@ doveadm_deltapush_send(const char *socket_path,
 
 	if (deltapush_client_request(socket_path,
 				     DOVEADM_DELTAPUSH_TIMEOUT_MSECS,
-				     NULL, request, &fields, &error) < 0) {
+				     NULL, request, FALSE, &fields,
+				     &error) < 0) {
 		i_error("deltapush service: %s", error);
 		doveadm_exit_code = EX_TEMPFAIL;
 		return NULL;
@@ -480,4 +481,5 @@ void doveadm_deltapush_plugin_init(struct module *module ATTR_UNUSED)
 
 void doveadm_deltapush_plugin_deinit(void)
 {
+	deltapush_client_deinit();
 }
