@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-common.h"
 #include "str.h"
 #include "istream.h"
 #include "unichar.h"
@@ -184,32 +185,6 @@ int deltapush_appversions_compact(const unsigned char *data, size_t size,
 	return ret;
 }
 
-static int
-deltapush_appversions_read_fd(int fd, const char *path, unsigned char *buf,
-			      size_t buf_size, size_t *size_r,
-			      const char **error_r)
-{
-	size_t size = 0;
-	ssize_t ret;
-
-	/* Read until EOF or until the buffer is full: st_size can't be
-	   trusted for special files or a file that is being rewritten. */
-	while (size < buf_size) {
-		ret = read(fd, buf + size, buf_size - size);
-		if (ret == 0)
-			break;
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			*error_r = t_strdup_printf("read(%s) failed: %m", path);
-			return -1;
-		}
-		size += ret;
-	}
-	*size_r = size;
-	return 0;
-}
-
 int deltapush_appversions_read(const char *path, pool_t pool,
 			       const char **json_r, const char **error_r)
 {
@@ -232,7 +207,7 @@ int deltapush_appversions_read(const char *path, pool_t pool,
 		return -1;
 	}
 	buf = t_malloc_no0(buf_size);
-	ret = deltapush_appversions_read_fd(fd, path, buf, buf_size, &size,
+	ret = deltapush_read_fd(fd, path, buf, buf_size, &size,
 					    error_r);
 	i_close_fd(&fd);
 	if (ret < 0)

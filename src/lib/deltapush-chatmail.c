@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-common.h"
 #include "array.h"
 #include "str.h"
 #include "istream.h"
@@ -301,32 +302,6 @@ int deltapush_chatmail_parse(const unsigned char *data, size_t size,
 	return ret;
 }
 
-static int
-deltapush_chatmail_read_fd(int fd, const char *path, unsigned char *buf,
-			   size_t buf_size, size_t *size_r,
-			   const char **error_r)
-{
-	size_t size = 0;
-	ssize_t ret;
-
-	/* Read to EOF instead of trusting st_size: the relay may be
-	   replacing the file while we read. */
-	while (size < buf_size) {
-		ret = read(fd, buf + size, buf_size - size);
-		if (ret == 0)
-			break;
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			*error_r = t_strdup_printf("read(%s) failed: %m", path);
-			return -1;
-		}
-		size += ret;
-	}
-	*size_r = size;
-	return 0;
-}
-
 int deltapush_chatmail_read(const char *path, pool_t pool,
 			    ARRAY_TYPE(deltapush_chatmail_token) *tokens,
 			    const char **error_r)
@@ -364,7 +339,7 @@ int deltapush_chatmail_read(const char *path, pool_t pool,
 		return -1;
 	}
 	buf = t_malloc_no0(buf_size);
-	ret = deltapush_chatmail_read_fd(fd, path, buf, buf_size, &size,
+	ret = deltapush_read_fd(fd, path, buf, buf_size, &size,
 					 error_r);
 	i_close_fd(&fd);
 	if (ret < 0)

@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-common.h"
 #include "str.h"
 #include "base64.h"
 #include "hmac.h"
@@ -49,31 +50,6 @@ const char *deltapush_turn_value(const char *server,
 	return t_strdup_printf("%s:%s:%s", server, username,
 			       deltapush_turn_password(secret, secret_size,
 						       username));
-}
-
-static int
-deltapush_turn_read_fd(int fd, const char *path, unsigned char *buf,
-		       size_t buf_size, size_t *size_r, const char **error_r)
-{
-	size_t size = 0;
-	ssize_t ret;
-
-	/* Read until EOF or until the buffer is full: st_size can't be
-	   trusted for special files or a file that is being rewritten. */
-	while (size < buf_size) {
-		ret = read(fd, buf + size, buf_size - size);
-		if (ret == 0)
-			break;
-		if (ret < 0) {
-			if (errno == EINTR)
-				continue;
-			*error_r = t_strdup_printf("read(%s) failed: %m", path);
-			return -1;
-		}
-		size += ret;
-	}
-	*size_r = size;
-	return 0;
 }
 
 static int
@@ -126,7 +102,7 @@ int deltapush_turn_read_secret(const char *path, pool_t pool,
 		}
 		return -1;
 	}
-	ret = deltapush_turn_read_fd(fd, path, buf, sizeof(buf), &size,
+	ret = deltapush_read_fd(fd, path, buf, sizeof(buf), &size,
 				     error_r);
 	i_close_fd(&fd);
 	if (ret == 0) {
