@@ -215,6 +215,12 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
                                              json_row["last_error_time"])
     # the default formatter is the table
     assert status(None).split("\n")[0].split() == STATUS_COLUMNS
+
+    # a push waiting for its retry keeps ageing from its mail's arrival
+    time.sleep(2.2)
+    row = doveadm.run_json(dovecot, "deltapush", "status")[0]
+    assert row["pending"] == "1" and int(row["oldest_pending_secs"]) >= 2, \
+        row
     _assert_no_token_leaks(dovecot, [a1, a2, b1], outputs)
 
 
