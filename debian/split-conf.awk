@@ -32,6 +32,7 @@ BEGIN {
 	expect["executable = deltapush"] = 1
 	expect["process_limit = 1"] = 1
 	expect["process_min_avail = 1"] = 1
+	expect["client_limit = 10000"] = 1
 	expect["unix_listener deltapush {"] = 1
 	expect["}"] = 1
 }

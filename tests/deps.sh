@@ -4,11 +4,14 @@ deltapush_build_packages="build-essential autoconf automake libtool pkg-config
  dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd
  libcurl4-openssl-dev libsqlite3-dev python3"
 deltapush_test_packages="python3-pytest valgrind coturn"
+# the fuzzers (tests/fuzz) need clang with libFuzzer
+deltapush_fuzz_packages="clang libclang-rt-14-dev"
 
-# deltapush_install_deps [test]: install what is missing (as root).
+# deltapush_install_deps [test|fuzz]: install what is missing (as root).
 deltapush_install_deps() {
 	local pkgs="$deltapush_build_packages" missing=""
 	[ "${1:-}" = test ] && pkgs="$pkgs $deltapush_test_packages"
+	[ "${1:-}" = fuzz ] && pkgs="$pkgs $deltapush_fuzz_packages"
 	for p in $pkgs; do
 		dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 	done

@@ -130,6 +130,7 @@ struct deltapush_store {
 
 	/* Inside deltapush_store_begin() .. commit/rollback */
 	bool in_transaction:1;
+	bool exclusive:1;
 };
 
 /* A token about to be evicted */
@@ -479,6 +480,13 @@ deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 	sqlite3_busy_timeout(store->db, DELTAPUSH_STORE_BUSY_TIMEOUT_MSECS);
 	(void)sqlite3_extended_result_codes(store->db, 1);
 
+	/* Exclusive: the WAL index lives in our memory instead of a shared
+	   mmap'd -shm file, which would SIGBUS the process if the file system
+	   turned read-only, and the lock calls per transaction go away. */
+	if (store->exclusive &&
+	    deltapush_store_exec(store, "PRAGMA locking_mode = EXCLUSIVE",
+				 error_r) < 0)
+		return -1;
 	/* The first statement reads the file, so this is also where a file
 	   that is not a database is noticed. WAL with synchronous=NORMAL
 	   keeps every commit across a crash of the process (only a power
@@ -512,7 +520,8 @@ deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 	return 0;
 }
 
-int deltapush_store_open(const char *path, struct event *event_parent,
+int deltapush_store_open(const char *path, bool exclusive,
+			 struct event *event_parent,
 			 struct deltapush_store **store_r,
 			 const char **error_r)
 {
@@ -520,6 +529,7 @@ int deltapush_store_open(const char *path, struct event *event_parent,
 
 	store = i_new(struct deltapush_store, 1);
 	store->path = i_strdup(path);
+	store->exclusive = exclusive;
 	store->event = event_create(event_parent);
 	event_add_category(store->event, &event_category_deltapush);
 	event_set_append_log_prefix(store->event, "deltapush-store: ");

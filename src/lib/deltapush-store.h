@@ -20,14 +20,18 @@ struct deltapush_store_token {
 ARRAY_DEFINE_TYPE(deltapush_store_token, struct deltapush_store_token);
 
 /* Open (creating or upgrading the schema as needed) the database at path.
-   Returns 0 on success, -1 with error_r on failure. */
-int deltapush_store_open(const char *path, struct event *event_parent,
+   With exclusive, this process keeps the file locked from its first
+   write until it closes it (the service: it is the only user). Returns 0
+   on success, -1 with error_r on failure. */
+int deltapush_store_open(const char *path, bool exclusive,
+			 struct event *event_parent,
 			 struct deltapush_store **store_r,
 			 const char **error_r);
 void deltapush_store_close(struct deltapush_store **store);
 
 /* Group the following calls into one transaction (and one disk sync). */
 int deltapush_store_begin(struct deltapush_store *store, const char **error_r);
+/* A failed commit has rolled the transaction back: no rollback after it. */
 int deltapush_store_commit(struct deltapush_store *store, const char **error_r);
 void deltapush_store_rollback(struct deltapush_store *store);
 

@@ -34,7 +34,10 @@ static const char *const protocol_values[] = {
 	"\x7f\x80\xff",
 	"spaces in the middle ",
 	"\"quoted\"",
+	/* also used as a NULL-terminated field list */
+	NULL
 };
+#define PROTOCOL_VALUES_COUNT (N_ELEMENTS(protocol_values) - 1)
 
 static unsigned int str_count_char(const string_t *str, char c)
 {
@@ -150,8 +153,8 @@ static void test_deltapush_protocol_request_roundtrip(void)
 
 	test_begin("deltapush protocol request round trip");
 	for (t = 0; t < N_ELEMENTS(types); t++) {
-		for (u = 0; u < N_ELEMENTS(protocol_values); u++) {
-			for (k = 0; k < N_ELEMENTS(protocol_values); k++) {
+		for (u = 0; u < PROTOCOL_VALUES_COUNT; u++) {
+			for (k = 0; k < PROTOCOL_VALUES_COUNT; k++) {
 				i_zero(&request);
 				request.type = types[t];
 				request.user = protocol_values[u];
@@ -457,7 +460,7 @@ static void test_deltapush_protocol_reply_roundtrip(void)
 	} T_END;
 
 	/* Each value on its own, as a one-token LIST reply */
-	for (i = 0; i < N_ELEMENTS(protocol_values); i++) T_BEGIN {
+	for (i = 0; i < PROTOCOL_VALUES_COUNT; i++) T_BEGIN {
 		const char *fields[] = { protocol_values[i], NULL };
 
 		test_reply_roundtrip(DELTAPUSH_PROTOCOL_REPLY_OK, fields,

@@ -46,7 +46,7 @@ static struct deltapush_store *test_store_open(const char *path)
 	struct deltapush_store *store;
 	const char *error;
 
-	if (deltapush_store_open(path, NULL, &store, &error) < 0)
+	if (deltapush_store_open(path, FALSE, NULL, &store, &error) < 0)
 		i_fatal("deltapush_store_open(%s) failed: %s", path, error);
 	return store;
 }
@@ -143,6 +143,41 @@ static int64_t test_sqlite_int(const char *path, const char *sql)
 	sqlite3_finalize(stmt);
 	sqlite3_close(db);
 	return value;
+}
+
+static void test_store_exclusive(void)
+{
+	struct deltapush_store *store;
+	sqlite3 *db;
+	sqlite3_stmt *stmt;
+	const char *path, *error;
+	struct stat st;
+	int rc;
+
+	test_begin("store exclusive mode");
+	path = test_store_path();
+	test_assert(deltapush_store_open(path, TRUE, NULL, &store,
+					 &error) == 0);
+	test_assert(test_register(store, "u", "a", 100) == 1);
+	test_assert_strcmp(test_list_str(store, "u", 0), "a");
+	/* no shared-memory WAL index: nothing mmap'd that could fault */
+	test_assert(stat(t_strconcat(path, "-shm", NULL), &st) < 0 &&
+		    errno == ENOENT);
+	/* another process can't get at the file while we have it */
+	test_assert(sqlite3_open(path, &db) == SQLITE_OK);
+	rc = sqlite3_prepare_v2(db, "SELECT count(*) FROM tokens", -1,
+				&stmt, NULL);
+	if (rc == SQLITE_OK) {
+		rc = sqlite3_step(stmt);
+		sqlite3_finalize(stmt);
+	}
+	test_assert(rc == SQLITE_BUSY);
+	sqlite3_close(db);
+	deltapush_store_close(&store);
+	/* and all of it is there once we let go */
+	test_assert(test_sqlite_int(path, "SELECT count(*) FROM tokens") == 1);
+	test_store_path_cleanup();
+	test_end();
 }
 
 static void test_write_file(const char *path, const void *data, size_t size)
@@ -877,7 +912,7 @@ static void test_store_open_errors(void)
 	/* a path in a directory that doesn't exist */
 	error = NULL;
 	test_assert(deltapush_store_open(t_strconcat(test_dir,
-			"/nonexistent/deltapush.db", NULL), NULL, &store,
+			"/nonexistent/deltapush.db", NULL), FALSE, NULL, &store,
 			&error) == -1);
 	test_assert(error != NULL && strstr(error, "nonexistent") != NULL);
 	test_assert(store == (void *)1);
@@ -888,7 +923,7 @@ static void test_store_open_errors(void)
 	deltapush_store_close(&store);
 	test_assert(test_sqlite_int(path, "PRAGMA user_version = 2") == -1);
 	error = NULL;
-	test_assert(deltapush_store_open(path, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
 	test_assert(error != NULL && strstr(error, "version 2") != NULL);
 	/* and it was left alone */
 	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 2);
@@ -898,7 +933,7 @@ static void test_store_open_errors(void)
 	/* an SQLite database of something else */
 	test_assert(test_sqlite_int(path, "CREATE TABLE foo (x)") == -1);
 	error = NULL;
-	test_assert(deltapush_store_open(path, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
 	test_assert(error != NULL &&
 		    strstr(error, "not a deltapush database") != NULL);
 	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM sqlite_master "
@@ -908,7 +943,7 @@ static void test_store_open_errors(void)
 	/* garbage, short and long */
 	test_write_file(path, garbage, sizeof(garbage));
 	error = NULL;
-	test_assert(deltapush_store_open(path, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
 	test_assert(error != NULL && strstr(error, path) != NULL);
 	/* the file is not overwritten */
 	test_assert(stat(path, &st) == 0 &&
@@ -918,7 +953,7 @@ static void test_store_open_errors(void)
 		big[i] = (unsigned char)(i * 7 + 13);
 	test_write_file(path, big, sizeof(big));
 	error = NULL;
-	test_assert(deltapush_store_open(path, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
 	test_assert(error != NULL && strstr(error, path) != NULL);
 	test_assert(stat(path, &st) == 0 && st.st_size == (off_t)sizeof(big));
 
@@ -940,6 +975,7 @@ int main(void)
 		test_store_user_isolation,
 		test_store_strange_strings,
 		test_store_transactions,
+		test_store_exclusive,
 		test_store_crash,
 		test_store_open_errors,
 		NULL

@@ -173,10 +173,9 @@ static int deltapush_sender_sync_states(struct deltapush_sender *sender,
 			return -1;
 		}
 	}
-	if (!in_transaction && deltapush_store_commit(sender->store, error_r) < 0) {
-		deltapush_store_rollback(sender->store);
+	/* a failed commit has rolled back already */
+	if (!in_transaction && deltapush_store_commit(sender->store, error_r) < 0)
 		return -1;
-	}
 	array_clear(&sender->dirty);
 	return 0;
 }
@@ -411,10 +410,13 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			break;
 		}
 	}
-	if (ret < 0 || deltapush_store_commit(sender->store, error_r) < 0) {
+	if (ret < 0) {
 		deltapush_store_rollback(sender->store);
 		return -1;
 	}
+	/* a failed commit has rolled back already */
+	if (deltapush_store_commit(sender->store, error_r) < 0)
+		return -1;
 	timeout_remove(&sender->to_sync);
 	for (i = 0; i < count; i++) {
 		token = array_idx_modifiable(&tokens, i);

@@ -16,13 +16,18 @@
 #include "deltapush-server.h"
 
 /* A plugin sends one line and waits; a client that stays silent this
-   long is dropped. */
-#define DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS 60
+   long is dropped (an lmtp process's kept connection then reconnects),
+   so idle connections can't use up the service's client_limit. */
+#define DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS 10
+/* A client that doesn't read its replies stops being read from once this
+   much output waits for it. */
+#define DELTAPUSH_SERVER_OUTPUT_LIMIT DELTAPUSH_PROTOCOL_MAX_LINE_SIZE
 
 struct deltapush_server {
 	const struct deltapush_settings *set;
 	struct deltapush_store *store;
 	struct deltapush_sender *sender;
+	deltapush_server_db_check_t *db_check;
 	char *unavailable_reason;
 	struct event *event;
 	struct connection_list *clients;
@@ -214,8 +219,10 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 			break;
 		}
 	}
-	if (ret < 0 || deltapush_store_commit(server->store, &error) < 0) {
+	if (ret < 0)
 		deltapush_store_rollback(server->store);
+	/* a failed commit has rolled back already */
+	if (ret < 0 || deltapush_store_commit(server->store, &error) < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;
@@ -372,6 +379,20 @@ deltapush_server_status_reply(struct deltapush_server_client *client,
 	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK, fields);
 }
 
+static int deltapush_server_client_output(struct deltapush_server_client *client)
+{
+	struct ostream *output = client->conn.output;
+	int ret;
+
+	if ((ret = o_stream_flush(output)) < 0)
+		return 1;
+	if (o_stream_get_buffer_used_size(output) < DELTAPUSH_SERVER_OUTPUT_LIMIT) {
+		o_stream_unset_flush_callback(output);
+		connection_input_resume(&client->conn);
+	}
+	return ret;
+}
+
 static int deltapush_server_input_args(struct connection *conn,
 				       const char *const *args)
 {
@@ -385,6 +406,10 @@ static int deltapush_server_input_args(struct connection *conn,
 			error);
 		return -1;
 	}
+	/* Never acknowledge a write into a database file that was removed
+	   meanwhile: it would be gone at the next start. */
+	if (client->server->store != NULL)
+		client->server->db_check();
 	/* Reads of push state must see how finished pushes ended (NOTIFY
 	   does this inside its own transaction). */
 	if (client->server->sender != NULL &&
@@ -421,6 +446,15 @@ static int deltapush_server_input_args(struct connection *conn,
 		deltapush_server_notify(client, &request);
 		break;
 	}
+	if (o_stream_get_buffer_used_size(conn->output) >=
+	    DELTAPUSH_SERVER_OUTPUT_LIMIT) {
+		/* Read no more until the client has read its replies. */
+		connection_input_halt(conn);
+		o_stream_set_flush_callback(conn->output,
+					    deltapush_server_client_output,
+					    client);
+		return 0;
+	}
 	return 1;
 }
 
@@ -429,6 +463,22 @@ static void deltapush_server_client_destroy(struct connection *conn)
 	struct deltapush_server_client *client =
 		container_of(conn, struct deltapush_server_client, conn);
 
+	switch (conn->disconnect_reason) {
+	case CONNECTION_DISCONNECT_BUFFER_FULL:
+		e_error(conn->event, "Request longer than %u bytes, "
+			"disconnecting", DELTAPUSH_PROTOCOL_MAX_LINE_SIZE);
+		break;
+	case CONNECTION_DISCONNECT_HANDSHAKE_FAILED:
+		e_error(conn->event, "Handshake failed, disconnecting");
+		break;
+	case CONNECTION_DISCONNECT_IDLE_TIMEOUT:
+		/* kept connections of lmtp processes end like this */
+		e_debug(conn->event, "Idle for %u s, disconnecting",
+			DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS);
+		break;
+	default:
+		break;
+	}
 	connection_deinit(conn);
 	i_free(client);
 	master_service_client_connection_destroyed(master_service);
@@ -479,12 +529,14 @@ void deltapush_server_set_backend(struct deltapush_server *server,
 
 struct deltapush_server *
 deltapush_server_init(const struct deltapush_settings *set,
+		      deltapush_server_db_check_t *db_check,
 		      struct event *event_parent)
 {
 	struct deltapush_server *server;
 
 	server = i_new(struct deltapush_server, 1);
 	server->set = set;
+	server->db_check = db_check;
 	server->unavailable_reason = i_strdup("Not opened yet");
 	server->event = event_create(event_parent);
 	event_add_category(server->event, &event_category_deltapush);

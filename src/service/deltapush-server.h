@@ -10,8 +10,13 @@ struct deltapush_sender;
    connection per plugin request, answered from the store and sender. */
 struct deltapush_server;
 
+/* Called before each request: makes sure the backend is still the
+   database file at its path (it may set a new backend). */
+typedef void deltapush_server_db_check_t(void);
+
 struct deltapush_server *
 deltapush_server_init(const struct deltapush_settings *set,
+		      deltapush_server_db_check_t *db_check,
 		      struct event *event_parent);
 /* Serve requests from store and sender, or (both NULL) answer FAIL with
    unavailable_reason while the database cannot be used. */

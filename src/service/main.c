@@ -117,12 +117,14 @@ static bool deltapush_idle_die(void)
 /* Open the database and start sending what is pending in it. Until that
    works the service stays up and answers every request with FAIL, so mail
    processes get a prompt answer instead of a dead socket. */
+static void deltapush_db_check(void *context);
+
 static int deltapush_db_open(void)
 {
 	struct stat st;
 	const char *error;
 
-	if (deltapush_store_open(deltapush_set->db_path, deltapush_event,
+	if (deltapush_store_open(deltapush_set->db_path, TRUE, deltapush_event,
 				 &deltapush_store, &error) < 0 ||
 	    stat(deltapush_set->db_path, &st) < 0) {
 		if (deltapush_store == NULL) {
@@ -171,6 +173,11 @@ static void deltapush_db_close(const char *reason)
 		deltapush_sender_deinit(&deltapush_sender);
 	if (deltapush_store != NULL)
 		deltapush_store_close(&deltapush_store);
+}
+
+static void deltapush_db_check_now(void)
+{
+	deltapush_db_check(NULL);
 }
 
 static void deltapush_db_check(void *context ATTR_UNUSED)
@@ -241,6 +248,7 @@ static void main_init(pool_t pool)
 	deltapush_service_read_settings(pool);
 	deltapush_http_global_init();
 	deltapush_server = deltapush_server_init(deltapush_set,
+						 deltapush_db_check_now,
 						 deltapush_event);
 	(void)deltapush_db_open();
 	to_prune = timeout_add(DELTAPUSH_PRUNE_INTERVAL_MSECS,

@@ -188,6 +188,7 @@ class DovecotInstance:
                 "  executable = %s\n"
                 "  process_limit = 1\n"
                 "  process_min_avail = 1\n"
+                "  client_limit = 10000\n"
                 "  unix_listener deltapush {\n"
                 "    mode = 0600\n"
                 "    user = nobody\n"
