@@ -1,0 +1,924 @@
+#!/usr/bin/python3
+"""deltapush benchmarks: delivery overhead, push latency, sender throughput,
+scale and coalescing, measured side by side on this machine.
+
+Run through bench/run.sh (make bench / make bench-smoke), which installs the
+tools and stages the build. Needs root (it starts Dovecot and nginx).
+"""
+
+import argparse
+import datetime
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import benchlib  # noqa: E402
+from benchlib import (Dovecot, Lmtp, Nginx, Sink, make_message,  # noqa: E402
+                      make_token, token_key)
+
+SENDER = "sender@example.net"
+DOMAIN = "example.org"
+OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
+TOKEN_KEY = "/private/devicetoken"
+
+FULL = dict(users=100, messages=5000, runs=3, sessions=4, sequential=500,
+            sender_tokens=100000, sender_runs=3, scale_users=1000000,
+            scale_samples=2000, coalesce_messages=1000, coalesce_secs=10.0,
+            coalesce_debounce=None)
+SMOKE = dict(users=10, messages=200, runs=1, sessions=2, sequential=20,
+             sender_tokens=2000, sender_runs=1, scale_users=10000,
+             scale_samples=200, coalesce_messages=50, coalesce_secs=2.0,
+             coalesce_debounce="2s")
+
+# Figures to reach (issue 9)
+TARGET_RATIO_DEFAULT = 0.95
+TARGET_RATIO_NODEBOUNCE = 0.85
+TARGET_RATIO_OX = 1.3
+TARGET_SEQ_EXTRA_MS = 0.2
+TARGET_LAT_P50_MS = 0.5
+TARGET_LAT_P99_MS = 2.0
+TARGET_CPU_PER_PUSH_MS = 0.05
+TARGET_H1_RATE = 20000
+TARGET_H2_RATE = 50000
+TARGET_RSS_MIB = 64
+TARGET_TRIGGER_P99_MS = 1.0
+
+DEFAULT_DEBOUNCE_SECS = 10.0
+
+
+def log(msg):
+    sys.stderr.write("[%s] %s\n" % (time.strftime("%H:%M:%S"), msg))
+    sys.stderr.flush()
+
+
+def pct(values, p):
+    """Nearest-rank percentile."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(math.ceil(p / 100.0 * len(s))) - 1))
+    return s[k]
+
+
+def fmt(v, digits=2):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, int):
+        return "{:,}".format(v)
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def user_name(i):
+    return "u%04d@%s" % (i, DOMAIN)
+
+
+# ---------------------------------------------------------------------------
+# Report
+
+
+class Report:
+    def __init__(self):
+        self.sections = []
+        self.checks = []   # (figure, text, ok)
+        self.foreign = []  # (figure, share of the machine used by others)
+
+    def section(self, title, header, rows, notes=(), meter=None):
+        notes = list(notes)
+        if meter is not None:
+            m = meter.stop()
+            self.foreign.append((title.split(".")[0], m["foreign_share"]))
+            notes.append("other processes on the machine used %.0f%% of its "
+                         "CPU while this figure ran%s" % (
+                             100 * m["foreign_share"],
+                             " -- WARNING: the figures are disturbed"
+                             if m["foreign_share"] > 0.05 else ""))
+        self.sections.append((title, header, rows, list(notes)))
+        self.print_section(title, header, rows, notes)
+
+    def check(self, figure, what, measured, target, ok):
+        self.checks.append((figure, what, measured, target, ok))
+
+    @staticmethod
+    def print_section(title, header, rows, notes):
+        widths = [len(h) for h in header]
+        for row in rows:
+            for i, cell in enumerate(row):
+                widths[i] = max(widths[i], len(str(cell)))
+        out = ["", "== %s ==" % title]
+        out.append("  ".join(h.ljust(widths[i])
+                             for i, h in enumerate(header)))
+        out.append("  ".join("-" * w for w in widths))
+        for row in rows:
+            out.append("  ".join(str(c).ljust(widths[i])
+                                 for i, c in enumerate(row)))
+        for note in notes:
+            out.append("  * " + note)
+        print("\n".join(out))
+        sys.stdout.flush()
+
+    def print_checks(self):
+        rows = [(f, w, m, t, "ok" if ok else "MISS")
+                for f, w, m, t, ok in self.checks]
+        self.print_section("Targets", ("fig", "what", "measured", "target",
+                                       "result"), rows, ())
+
+    def markdown(self, machine):
+        md = ["# deltapush benchmark results", ""]
+        md.append("Measured %s with `make bench` (bench/run.sh)."
+                  % machine["date"])
+        md.append("")
+        md.append("## Machine")
+        md.append("")
+        md.append("| | |")
+        md.append("|---|---|")
+        for k, v in machine.items():
+            md.append("| %s | %s |" % (k, v))
+        md.append("")
+        md.append("## Targets")
+        md.append("")
+        md.append("| fig | what | measured | target | result |")
+        md.append("|---|---|---|---|---|")
+        for f, w, m, t, ok in self.checks:
+            md.append("| %s | %s | %s | %s | %s |"
+                      % (f, w, m, t, "ok" if ok else "**MISS**"))
+        for title, header, rows, notes in self.sections:
+            md.append("")
+            md.append("## " + title)
+            md.append("")
+            md.append("| " + " | ".join(header) + " |")
+            md.append("|" + "---|" * len(header))
+            for row in rows:
+                md.append("| " + " | ".join(str(c) for c in row) + " |")
+            if notes:
+                md.append("")
+                for n in notes:
+                    md.append("- " + n)
+        md.append("")
+        return "\n".join(md)
+
+
+# ---------------------------------------------------------------------------
+# Machine
+
+
+def _storage():
+    d = benchlib.TMPDIR or "/tmp"
+    fstype = "?"
+    best = ""
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            if d.startswith(parts[1]) and len(parts[1]) > len(best):
+                best, fstype = parts[1], parts[2]
+    return "%s (%s)" % (fstype, "tmpfs: no disk latency in the figures"
+                        if fstype == "tmpfs" else "disk")
+
+
+def machine_info():
+    def cmd(*args):
+        try:
+            return subprocess.run(args, capture_output=True, text=True,
+                                  timeout=10).stdout.strip()
+        except OSError:
+            return "?"
+
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_kib = int(line.split()[1])
+    debian = "?"
+    try:
+        with open("/etc/debian_version") as f:
+            debian = f.read().strip()
+    except OSError:
+        pass
+
+    def pkg(name):
+        return cmd("dpkg-query", "-W", "-f", "${Version}", name) or "?"
+
+    return {
+        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "cores (nproc)": cmd("nproc"),
+        "memory": "%.1f GiB" % (mem_kib / 1048576.0),
+        "CPU": cpu,
+        "kernel": platform.release(),
+        "Debian": debian,
+        "Dovecot": cmd("dovecot", "--version"),
+        "libcurl": pkg("libcurl4"),
+        "SQLite": pkg("libsqlite3-0"),
+        "nginx": pkg("nginx"),
+        "postfix (smtp-source)": pkg("postfix"),
+        "Python": platform.python_version(),
+        "instance storage": _storage(),
+        "load average at start": " ".join(
+            open("/proc/loadavg").read().split()[:3]),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Figure 1 and 2: delivery overhead, sequential LMTP time, push latency
+
+
+class Config:
+    def __init__(self, label, kind, plugin=None, pushes_per_msg=False,
+                 debounce_secs=0.0):
+        self.label = label
+        self.kind = kind
+        self.plugin = plugin or {}
+        self.pushes_per_msg = pushes_per_msg
+        self.debounce_secs = debounce_secs
+
+
+CONFIGS = [
+    Config("(a) no push", "none"),
+    Config("(b) ox driver", "ox", pushes_per_msg=True),
+    Config("(c) deltapush", "deltapush",
+           debounce_secs=DEFAULT_DEBOUNCE_SECS),
+    Config("(c0) deltapush debounce=0", "deltapush",
+           plugin={"deltapush_debounce": "0"}, pushes_per_msg=True),
+]
+
+
+def setup_users(dc, cfg, users, tokens):
+    if cfg.kind == "ox":
+        for u in users:
+            dc.imap_setmetadata(u, '""', OX_KEY, "user=" + u)
+    elif cfg.kind == "deltapush":
+        for u in users:
+            dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
+
+
+def smtp_source_worker(port, users, per_user, errors):
+    for u in users:
+        r = subprocess.run(
+            [benchlib.SMTP_SOURCE, "-L", "-d", "-s", "1", "-m",
+             str(per_user), "-M", "bench.example.net", "-f", SENDER,
+             "-t", u, "-S", "bench", "inet:127.0.0.1:%d" % port],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            errors.append("smtp-source -t %s: exit %d: %s"
+                          % (u, r.returncode, r.stderr.decode()[-300:]))
+            return
+
+
+def start_instance(cfg, stage, sink, users, tokens):
+    """A fresh Dovecot for cfg with its users set up and warmed up: one
+    message per user spawns the lmtp processes, creates every mailbox and
+    shows that pushes reach the sink."""
+    push_url = sink.push_url("/ox" if cfg.kind == "ox" else "/notify")
+    dc = Dovecot(cfg.kind, stage, push_url, cfg.plugin)
+    try:
+        dc.start()
+        setup_users(dc, cfg, users, tokens)
+        before = sink.count()
+        lm = Lmtp(dc.lmtp_port)
+        for i, u in enumerate(users):
+            lm.send(SENDER, u, make_message(SENDER, u, i))
+        lm.close()
+        if cfg.kind != "none":
+            sink.wait_count(before + 1, 10)
+            if sink.count() == before:
+                raise RuntimeError("%s: no push reached the sink after "
+                                   "warm-up deliveries\n%s"
+                                   % (cfg.label, dc.log_tail()))
+            sink.wait_quiet(0.5, 15)
+    except Exception:
+        dc.cleanup()
+        raise
+    return dc
+
+
+def delivery_run(cfg, stage, sink, sizes, tokens):
+    """One throughput run of smtp-source against a fresh instance; sink is
+    nginx, so that the sink's own CPU stays small."""
+    users = [user_name(i) for i in range(sizes["users"])]
+    dc = start_instance(cfg, stage, sink, users, tokens)
+    result = {}
+    try:
+        per_user = sizes["messages"] // len(users)
+        groups = [users[w::sizes["sessions"]]
+                  for w in range(sizes["sessions"])]
+        errors = []
+        before = sink.count()
+        cpu0 = dc.cpu()
+        scpu0 = sink.cpu()
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=smtp_source_worker,
+                                    args=(dc.lmtp_port, g, per_user, errors))
+                   for g in groups]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        t1 = time.monotonic()
+        if errors:
+            raise RuntimeError("; ".join(errors) + "\n" + dc.log_tail())
+        delivered = per_user * len(users)
+        # Let the pushes drain (trailing coalesced pushes come at the end
+        # of the window) before taking the CPU figure.
+        if cfg.kind != "none":
+            if cfg.pushes_per_msg:
+                sink.wait_count(before + delivered, 60)
+            else:
+                time.sleep(max(0.0, t1 + cfg.debounce_secs + 0.5 -
+                               time.monotonic()))
+            sink.wait_quiet(1.0, 60)
+        cpu1 = dc.cpu()
+        scpu1 = sink.cpu()
+        result.update(
+            rate=delivered / (t1 - t0), secs=t1 - t0, delivered=delivered,
+            pushes=sink.count() - before,
+            cpu_ms_per_msg=(cpu1 - cpu0) * 1000.0 / delivered,
+            sink_cpu_ms_per_msg=(scpu1 - scpu0) * 1000.0 / delivered)
+        result["errors"] = len(dc.log_errors())
+        if result["errors"]:
+            log("%s: %d error lines in the Dovecot log, e.g. %s"
+                % (cfg.label, result["errors"], dc.log_errors()[0]))
+    finally:
+        dc.cleanup()
+    return result
+
+
+def sequential_run(cfg, dc, sink, users, tokens, count):
+    """Messages one at a time over one LMTP connection: time from MAIL FROM
+    to the 250 after DATA, and from that 250 to the push at the sink."""
+    lm = Lmtp(dc.lmtp_port)
+    times = []
+    lat = []
+    missing = 0
+    for i in range(count):
+        u = users[i % len(users)]
+        msg = make_message(SENDER, u, 100000 + i)
+        before = sink.count()
+        t0, t1 = lm.send(SENDER, u, msg)
+        times.append((t1 - t0) / 1e6)
+        if cfg.pushes_per_msg:
+            if sink.wait_count(before + 1, 5) <= before:
+                missing += 1
+                continue
+            rec = sink.since(before)[0]
+            want = u if cfg.kind == "ox" else token_key(tokens[u])
+            if rec[4] != want:
+                raise RuntimeError("%s: push for %r arrived, expected %r"
+                                   % (cfg.label, rec[4], want))
+            lat.append((rec[0] - t1) / 1e6)
+    lm.close()
+    return dict(seq_times=times, latencies=lat, lat_missing=missing)
+
+
+def figure_sequential(report, stage, sizes):
+    meter = benchlib.CpuMeter()
+    tokens = {user_name(i): make_token(i) for i in range(sizes["users"])}
+    users = [user_name(i) for i in range(sizes["users"])]
+    results = {}
+    sink = Sink()
+    try:
+        for cfg in CONFIGS:
+            log("fig 2: %s, %d messages one at a time"
+                % (cfg.label, sizes["sequential"]))
+            dc = start_instance(cfg, stage, sink, users, tokens)
+            try:
+                results[cfg.label] = sequential_run(
+                    cfg, dc, sink, users, tokens, sizes["sequential"])
+            finally:
+                dc.cleanup()
+    finally:
+        sink.stop()
+    rows = []
+    seq = {}
+    for cfg in CONFIGS:
+        r = results[cfg.label]
+        t = r["seq_times"]
+        seq[cfg.label] = pct(t, 50)
+        lat = r["latencies"]
+        rows.append((cfg.label, len(t), fmt(pct(t, 50), 3),
+                     fmt(pct(t, 90), 3), fmt(pct(t, 99), 3),
+                     fmt(pct(lat, 50), 3) if lat else "-",
+                     fmt(pct(lat, 90), 3) if lat else "-",
+                     fmt(pct(lat, 99), 3) if lat else "-",
+                     fmt(max(lat), 3) if lat else "-",
+                     r["lat_missing"] if cfg.pushes_per_msg else "-"))
+    notes = [
+        "one LMTP connection, one message at a time, users round-robin; "
+        "LMTP time = MAIL FROM sent -> 250 after DATA received",
+        "push latency = that 250 received -> request complete at the sink "
+        "(CLOCK_MONOTONIC in both processes); negative = the push arrived "
+        "before the 250 (ox sends it inside the delivery)",
+        "a fresh Dovecot per config, warmed up with one message per user; "
+        "the sink is sink.py, its own process, answering 200 at once",
+        "(c) runs with the default window, so most of its pushes are "
+        "coalesced: latency is measured on (c0), where every message is "
+        "pushed",
+    ]
+    report.section("2. Sequential LMTP time and push latency (ms)",
+                   ("config", "msgs", "LMTP p50", "p90", "p99",
+                    "push p50", "p90", "p99", "max", "lost"), rows, notes,
+                   meter)
+    extra = seq[CONFIGS[2].label] - seq[CONFIGS[0].label]
+    report.check(2, "LMTP p50 (c) - (a)", "%+.3f ms" % extra,
+                 "<= %.1f ms" % TARGET_SEQ_EXTRA_MS,
+                 extra <= TARGET_SEQ_EXTRA_MS)
+    extra0 = seq[CONFIGS[3].label] - seq[CONFIGS[0].label]
+    report.check(2, "LMTP p50 (c0) - (a)", "%+.3f ms" % extra0,
+                 "<= %.1f ms" % TARGET_SEQ_EXTRA_MS,
+                 extra0 <= TARGET_SEQ_EXTRA_MS)
+    lat = results[CONFIGS[3].label]["latencies"]
+    report.check(2, "push latency p50 (c0)", "%.3f ms" % pct(lat, 50),
+                 "<= %.1f ms" % TARGET_LAT_P50_MS,
+                 pct(lat, 50) <= TARGET_LAT_P50_MS)
+    report.check(2, "push latency p99 (c0)", "%.3f ms" % pct(lat, 99),
+                 "<= %.1f ms" % TARGET_LAT_P99_MS,
+                 pct(lat, 99) <= TARGET_LAT_P99_MS)
+
+
+def figure_delivery(report, stage, sizes, nginx):
+    meter = benchlib.CpuMeter()
+    tokens = {user_name(i): make_token(i) for i in range(sizes["users"])}
+    results = {c.label: [] for c in CONFIGS}
+    for run in range(sizes["runs"]):
+        for cfg in CONFIGS:
+            log("fig 1: %s run %d/%d" % (cfg.label, run + 1, sizes["runs"]))
+            r = delivery_run(cfg, stage, nginx, sizes, tokens)
+            log("  %.0f msg/s, %d pushes, %.3f ms CPU/msg"
+                % (r["rate"], r["pushes"], r["cpu_ms_per_msg"]))
+            results[cfg.label].append(r)
+
+    med = {}
+    rows = []
+    for cfg in CONFIGS:
+        rs = results[cfg.label]
+        med[cfg.label] = dict(
+            rate=statistics.median(r["rate"] for r in rs),
+            cpu=statistics.median(r["cpu_ms_per_msg"] for r in rs))
+    a = med[CONFIGS[0].label]
+    for cfg in CONFIGS:
+        rs = results[cfg.label]
+        m = med[cfg.label]
+        rows.append((cfg.label,
+                     " / ".join("%.0f" % r["rate"] for r in rs),
+                     fmt(m["rate"], 0),
+                     fmt(m["rate"] / a["rate"], 3),
+                     fmt(m["cpu"], 3),
+                     fmt(m["cpu"] / a["cpu"], 2) if a["cpu"] else "n/a",
+                     fmt(statistics.median(r["sink_cpu_ms_per_msg"]
+                                           for r in rs), 3),
+                     " / ".join(str(r["pushes"]) for r in rs),
+                     sum(r["errors"] for r in rs)))
+    b = med[CONFIGS[1].label]
+    c = med[CONFIGS[2].label]
+    c0 = med[CONFIGS[3].label]
+    notes = [
+        "load: postfix smtp-source -L, %d messages to %d users (%d each, "
+        "one smtp-source -d per user), %d parallel sessions, fresh Dovecot "
+        "per run, runs interleaved a/b/c/c0" % (
+            sizes["users"] * (sizes["messages"] // sizes["users"]),
+            sizes["users"], sizes["messages"] // sizes["users"],
+            sizes["sessions"]),
+        "CPU = all Dovecot processes (master, lmtp, auth, log, the deltapush "
+        "service ...) from the first message until the pushes drained; the "
+        "sink is nginx (`return 200`) on the same machine, its CPU shown "
+        "apart",
+        "(c)/(a) = %.3f, (c0)/(a) = %.3f, (c)/(b) = %.2f, (c0)/(b) = %.2f"
+        % (c["rate"] / a["rate"], c0["rate"] / a["rate"],
+           c["rate"] / b["rate"], c0["rate"] / b["rate"]),
+    ]
+    report.section("1. Delivery overhead (LMTP throughput, median of %d runs)"
+                   % sizes["runs"],
+                   ("config", "runs (msg/s)", "median msg/s", "vs (a)",
+                    "CPU ms/msg", "CPU vs (a)", "sink CPU ms/msg",
+                    "pushes at sink",
+                    "log errors"), rows, notes, meter)
+    report.check(1, "(c)/(a) throughput, default debounce",
+                 fmt(c["rate"] / a["rate"], 3),
+                 ">= %.2f" % TARGET_RATIO_DEFAULT,
+                 c["rate"] / a["rate"] >= TARGET_RATIO_DEFAULT)
+    report.check(1, "(c0)/(a) throughput, debounce = 0",
+                 fmt(c0["rate"] / a["rate"], 3),
+                 ">= %.2f" % TARGET_RATIO_NODEBOUNCE,
+                 c0["rate"] / a["rate"] >= TARGET_RATIO_NODEBOUNCE)
+    report.check(1, "(c)/(b) throughput", fmt(c["rate"] / b["rate"], 2),
+                 ">= %.1f" % TARGET_RATIO_OX,
+                 c["rate"] / b["rate"] >= TARGET_RATIO_OX)
+
+
+
+# ---------------------------------------------------------------------------
+# Figure 3 and 4: the service alone, through its socket, with nginx as sink
+
+
+def register_lines(names, first_index):
+    """REGISTER lines in batches of about 1 MB."""
+    batch = []
+    for i, name in enumerate(names):
+        batch.append("REGISTER\t%s\t%s\n" % (name, make_token(first_index +
+                                                              i)))
+        if len(batch) == 1000:
+            yield "".join(batch).encode()
+            batch = []
+    if batch:
+        yield "".join(batch).encode()
+
+
+def notify_lines(names):
+    batch = []
+    for name in names:
+        batch.append("NOTIFY\t%s\n" % name)
+        if len(batch) == 5000:
+            yield "".join(batch).encode()
+            batch = []
+    if batch:
+        yield "".join(batch).encode()
+
+
+def register_all(dc, names, first_index):
+    svc = dc.service(timeout=300)
+    pid = dc.service_pid()
+    log_pid = dc.log_pid()
+    cpu0 = benchlib.proc_cpu(pid)
+    lcpu0 = benchlib.proc_cpu(log_pid) if log_pid else 0.0
+    t0 = time.monotonic()
+    ok, fail, done = svc.pipeline(register_lines(names, first_index),
+                                  len(names))
+    cpu1 = benchlib.proc_cpu(pid)
+    lcpu1 = benchlib.proc_cpu(log_pid) if log_pid else 0.0
+    svc.close()
+    if ok != len(names):
+        raise RuntimeError("REGISTER: %d of %d OK, first failure %s\n%s"
+                           % (ok, len(names), fail, dc.log_tail()))
+    return dict(rate=len(names) / (done - t0), secs=done - t0,
+                cpu=cpu1 - cpu0, log_cpu=lcpu1 - lcpu0)
+
+
+class NginxWatch(threading.Thread):
+    """Notes the monotonic time nginx has answered `target` requests."""
+
+    def __init__(self, nginx, target, timeout):
+        super().__init__(daemon=True)
+        self.nginx = nginx
+        self.target = target
+        self.timeout = timeout
+        self.result = None
+
+    def run(self):
+        self.result = self.nginx.wait_requests(self.target, self.timeout,
+                                               interval=0.005)
+
+
+def sender_run(dc, nginx, names):
+    svc = dc.service(timeout=300)
+    pid = dc.service_pid()
+    conns0, base = nginx.stats()
+    watch = NginxWatch(nginx, base + len(names), 300)
+    cpu0 = benchlib.proc_cpu(pid)
+    ncpu0 = nginx.cpu()
+    t0 = time.monotonic()
+    watch.start()
+    ok, fail, acked = svc.pipeline(notify_lines(names), len(names))
+    watch.join()
+    cpu1 = benchlib.proc_cpu(pid)
+    ncpu1 = nginx.cpu()
+    svc.close()
+    got, t_done = watch.result
+    if ok != len(names) or got < base + len(names):
+        raise RuntimeError("NOTIFY: %d OK (first failure %s), %d of %d "
+                           "pushes arrived\n%s"
+                           % (ok, fail, got - base, len(names),
+                              dc.log_tail()))
+    secs = t_done - t0
+    conns1, _ = nginx.stats()
+    return dict(rate=len(names) / secs, secs=secs, conns=conns1 - conns0,
+                notify_rate=len(names) / (acked - t0),
+                cpu_per_1000=(cpu1 - cpu0) * 1000.0 / len(names),
+                nginx_cpu_per_1000=(ncpu1 - ncpu0) * 1000.0 / len(names))
+
+
+def figure_sender(report, stage, sizes, nginx):
+    meter = benchlib.CpuMeter()
+    n = sizes["sender_tokens"]
+    names = ["s%07d@%s" % (i, DOMAIN) for i in range(n)]
+    results = {"HTTP/1.1": [], "HTTP/2 (TLS)": []}
+    dc = Dovecot("deltapush", stage, nginx.url,
+                 {"deltapush_debounce": "0"})
+    reg = None
+    try:
+        dc.start()
+        log("fig 3: registering %d tokens" % n)
+        reg = register_all(dc, names, 10000000)
+        log("  %.0f registrations/s" % reg["rate"])
+        for proto, url, extra in (
+                ("HTTP/1.1", nginx.url, {}),
+                ("HTTP/2 (TLS)", nginx.tls_url,
+                 {"deltapush_ca_file": nginx.ca_file})):
+            dc.stop()
+            dc.push_url = url
+            dc.plugin.update(extra)
+            dc.write_config()
+            dc.start()
+            for run in range(sizes["sender_runs"]):
+                log("fig 3: %s run %d/%d: %d NOTIFYs"
+                    % (proto, run + 1, sizes["sender_runs"], n))
+                r = sender_run(dc, nginx, names)
+                log("  %.0f pushes/s, %.3f CPU s per 1000 pushes"
+                    % (r["rate"], r["cpu_per_1000"]))
+                results[proto].append(r)
+        errors = dc.log_errors()
+    finally:
+        dc.cleanup()
+
+    rows = []
+    med = {}
+    for proto, rs in results.items():
+        m = dict(rate=statistics.median(r["rate"] for r in rs),
+                 cpu=statistics.median(r["cpu_per_1000"] for r in rs),
+                 notify=statistics.median(r["notify_rate"] for r in rs),
+                 ncpu=statistics.median(r["nginx_cpu_per_1000"] for r in rs),
+                 conns=max(r["conns"] for r in rs))
+        med[proto] = m
+        rows.append((proto, " / ".join("%.0f" % r["rate"] for r in rs),
+                     fmt(m["rate"], 0), fmt(m["cpu"], 4),
+                     fmt(m["notify"], 0), fmt(m["ncpu"], 3), m["conns"]))
+    notes = [
+        "%s distinct tokens (904 bytes each), one per user, NOTIFY for every "
+        "user pipelined on one socket connection; rate = tokens / (first "
+        "NOTIFY sent -> nginx has answered them all); %d run(s) each"
+        % (fmt(n), sizes["sender_runs"]),
+        "sink: nginx %s, 1 worker, `return 200`; HTTP/2 over TLS with a local "
+        "CA (ALPN h2); the service runs deltapush_debounce = 0 here so that "
+        "repeated runs over the same tokens are not coalesced (each token is "
+        "triggered once per run)" % _nginx_version(),
+        "service CPU (utime+stime of the deltapush process) covers taking "
+        "the NOTIFY (SQLite transaction) and sending the push",
+        "registering the %s tokens: %s/s, %.1f s, service %.3f CPU s per "
+        "1000 registrations (+ log process %.3f)" % (
+            fmt(n), fmt(reg["rate"], 0) if reg else "?",
+            reg["secs"] if reg else 0,
+            reg["cpu"] * 1000.0 / n if reg else 0,
+            reg["log_cpu"] * 1000.0 / n if reg else 0),
+    ]
+    if errors:
+        notes.append("%d error lines in the Dovecot log, first: %s"
+                     % (len(errors), errors[0]))
+    report.section("3. Sender throughput",
+                   ("protocol", "runs (pushes/s)", "median pushes/s",
+                    "service CPU s / 1000 pushes (= ms / push)",
+                    "NOTIFYs accepted/s", "nginx CPU s / 1000",
+                    "connections opened"), rows,
+                   notes, meter)
+    h1 = med["HTTP/1.1"]
+    h2 = med["HTTP/2 (TLS)"]
+    report.check(3, "pushes/s HTTP/1.1 keep-alive", fmt(h1["rate"], 0),
+                 ">= %s" % fmt(TARGET_H1_RATE), h1["rate"] >= TARGET_H1_RATE)
+    report.check(3, "pushes/s HTTP/2", fmt(h2["rate"], 0),
+                 ">= %s" % fmt(TARGET_H2_RATE), h2["rate"] >= TARGET_H2_RATE)
+    for proto, m in med.items():
+        report.check(3, "service CPU per push, %s" % proto,
+                     "%.4f ms" % m["cpu"],
+                     "<= %.2f ms" % TARGET_CPU_PER_PUSH_MS,
+                     m["cpu"] <= TARGET_CPU_PER_PUSH_MS)
+
+
+def _nginx_version():
+    try:
+        out = subprocess.run([benchlib.NGINX, "-v"], capture_output=True,
+                             text=True).stderr
+        return out.strip().split("/")[-1]
+    except OSError:
+        return "?"
+
+
+def figure_scale(report, stage, sizes, nginx):
+    meter = benchlib.CpuMeter()
+    n = sizes["scale_users"]
+    names = ["m%07d@%s" % (i, DOMAIN) for i in range(n)]
+    dc = Dovecot("deltapush", stage, nginx.url)
+    try:
+        dc.start()
+        log("fig 4: registering %s users" % fmt(n))
+        reg = register_all(dc, names, 20000000)
+        log("  %.0f registrations/s" % reg["rate"])
+        pid = dc.service_pid()
+        rss_full = benchlib.proc_status_kib(pid, "VmRSS")
+        sizes_db = dc.db_size()
+        # Round trips of NOTIFY for random users while the table is full
+        svc = dc.service()
+        rnd = random.Random(9)
+        sample = rnd.sample(names, sizes["scale_samples"])
+        base = nginx.requests()
+        rtt = []
+        for name in sample:
+            t0 = time.monotonic_ns()
+            line = svc.request("NOTIFY", name)
+            t1 = time.monotonic_ns()
+            if line != b"OK\t1":
+                raise RuntimeError("NOTIFY %s: %r" % (name, line))
+            rtt.append((t1 - t0) / 1e6)
+        svc.close()
+        got, _ = nginx.wait_requests(base + len(sample), 30)
+        rss_after = benchlib.proc_status_kib(pid, "VmRSS")
+        hwm = benchlib.proc_status_kib(pid, "VmHWM")
+        errors = dc.log_errors()
+    finally:
+        dc.cleanup()
+    mib = 1024.0 * 1024.0
+    rows = [
+        ("users x tokens", "%s x 1 (904 bytes)" % fmt(n)),
+        ("registration rate", "%s /s (%.1f s)" % (fmt(reg["rate"], 0),
+                                                  reg["secs"])),
+        ("service CPU per 1000 registrations", "%.3f s (+ log process "
+         "%.3f s)" % (reg["cpu"] * 1000.0 / n, reg["log_cpu"] * 1000.0 / n)),
+        ("database size", "%.1f MiB (+ WAL %.1f MiB, shm %.1f MiB)" % (
+            sizes_db["db"] / mib, sizes_db["-wal"] / mib,
+            sizes_db["-shm"] / mib)),
+        ("database bytes per token", fmt(
+            (sizes_db["db"] + sizes_db["-wal"]) // n)),
+        ("service RSS, table full", "%.1f MiB" % (rss_full / 1024.0)),
+        ("service RSS after the triggers (peak)", "%.1f MiB (%.1f MiB)"
+         % (rss_after / 1024.0, hwm / 1024.0)),
+        ("NOTIFY round trip p50 / p90 / p99 / max",
+         "%.3f / %.3f / %.3f / %.3f ms" % (pct(rtt, 50), pct(rtt, 90),
+                                           pct(rtt, 99), max(rtt))),
+        ("pushes that reached nginx", "%d of %d" % (got - base,
+                                                    len(sample))),
+    ]
+    notes = [
+        "registration: REGISTER pipelined on one socket connection; each "
+        "NOTIFY round trip: one request on an open connection, %d random "
+        "users, each with one token due (default window, so each is a "
+        "leading-edge push to nginx over HTTP/1.1)" % len(sample),
+    ]
+    if errors:
+        notes.append("%d error lines in the Dovecot log, first: %s"
+                     % (len(errors), errors[0]))
+    report.section("4. Scale: %s users" % fmt(n), ("what", "measured"),
+                   rows, notes, meter)
+    peak = max(rss_full, rss_after, hwm) / 1024.0
+    report.check(4, "service RSS with %s tokens (peak)" % fmt(n),
+                 "%.1f MiB" % peak, "<= %d MiB" % TARGET_RSS_MIB,
+                 peak <= TARGET_RSS_MIB)
+    report.check(4, "NOTIFY round trip p99, table full",
+                 "%.3f ms" % pct(rtt, 99),
+                 "<= %.1f ms" % TARGET_TRIGGER_P99_MS,
+                 pct(rtt, 99) <= TARGET_TRIGGER_P99_MS)
+
+
+# ---------------------------------------------------------------------------
+# Figure 5: coalescing
+
+
+def figure_coalesce(report, stage, sizes):
+    count = sizes["coalesce_messages"]
+    secs = sizes["coalesce_secs"]
+    plugin = {}
+    window = DEFAULT_DEBOUNCE_SECS
+    if sizes["coalesce_debounce"]:
+        plugin["deltapush_debounce"] = sizes["coalesce_debounce"]
+        window = float(sizes["coalesce_debounce"].rstrip("s"))
+    meter = benchlib.CpuMeter()
+    sink = Sink()
+    dc = Dovecot("deltapush", stage, sink.url(), plugin)
+    user = user_name(0)
+    tokens = [make_token(900001), make_token(900002)]
+    try:
+        dc.start()
+        for tok in tokens:
+            dc.imap_setmetadata(user, "INBOX", TOKEN_KEY, tok)
+        lm = Lmtp(dc.lmtp_port)
+        before = sink.count()
+        log("fig 5: %d deliveries to one user in %.0f s" % (count, secs))
+        start = time.monotonic()
+        start_ns = time.monotonic_ns()
+        for i in range(count):
+            due = start + i * secs / count
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            lm.send(SENDER, user, make_message(SENDER, user, i))
+        last_ns = time.monotonic_ns()
+        lm.close()
+        # The trailing push comes at the end of the window after the last
+        # message.
+        time.sleep(max(0.0, window + 1.5 - (time.monotonic() - last_ns /
+                                             1e9)))
+        sink.wait_quiet(2.0, window + 10)
+        recs = sink.since(before)
+        errors = dc.log_errors()
+    finally:
+        dc.cleanup()
+        sink.stop()
+    rows = []
+    worst = 0
+    for i, tok in enumerate(tokens):
+        mine = [r for r in recs if r[4] == token_key(tok)]
+        worst = max(worst, len(mine))
+        offsets = ", ".join("%.2f" % ((r[0] - start_ns) / 1e9) for r in mine)
+        after_last = [r for r in mine if r[0] >= last_ns]
+        rows.append(("token %d" % (i + 1), len(mine), count,
+                     "%.1f%%" % (100.0 * len(mine) / count), offsets or "-",
+                     "yes" if after_last else "NO"))
+    allowed = int(math.ceil(secs / window)) + 1
+    notes = [
+        "%d LMTP deliveries paced evenly over %.0f s to one user holding 2 "
+        "tokens, window %.0f s (%s); one-POST-per-message would send %d per "
+        "token" % (count, secs, window,
+                   "the default" if not sizes["coalesce_debounce"]
+                   else "smoke mode", count),
+        "push times are seconds after the first delivery; the last delivery "
+        "was at %.2f s" % ((last_ns - start_ns) / 1e9),
+    ]
+    if errors:
+        notes.append("%d error lines in the Dovecot log, first: %s"
+                     % (len(errors), errors[0]))
+    report.section("5. Coalescing", ("token", "pushes", "messages",
+                                     "pushes/message", "push times (s)",
+                                     "push after last message"), rows, notes,
+                   meter)
+    report.check(5, "pushes per token for %d messages in %.0f s"
+                 % (count, secs), str(worst),
+                 "<= %d (2 per window, vs %d)" % (allowed, count),
+                 0 < worst <= allowed and
+                 all(r[5] == "yes" for r in rows))
+
+
+# ---------------------------------------------------------------------------
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--stage", required=True,
+                    help="DESTDIR the build was installed into")
+    ap.add_argument("--smoke", action="store_true",
+                    help="tiny sizes, writes no results file")
+    ap.add_argument("--out", help="write the Markdown results here")
+    ap.add_argument("--only", default="1,2,3,4,5",
+                    help="figures to run, e.g. 1,5")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        raise SystemExit("bench.py must run as root (it starts Dovecot and "
+                         "nginx)")
+    sizes = SMOKE if args.smoke else FULL
+    stage = benchlib.find_stage_files(args.stage)
+    only = set(args.only.split(","))
+    machine = machine_info()
+    print("deltapush benchmarks (%s mode) on %s cores, %s, %s; load %s"
+          % ("smoke" if args.smoke else "full", machine["cores (nproc)"],
+             machine["memory"], machine["CPU"],
+             machine["load average at start"]))
+    report = Report()
+    started = time.monotonic()
+    nginx = Nginx() if only & {"1", "3", "4"} else None
+    try:
+        if "1" in only:
+            figure_delivery(report, stage, sizes, nginx)
+        if "2" in only:
+            figure_sequential(report, stage, sizes)
+        if "3" in only:
+            figure_sender(report, stage, sizes, nginx)
+        if "4" in only:
+            figure_scale(report, stage, sizes, nginx)
+    finally:
+        if nginx is not None:
+            nginx.stop()
+    if "5" in only:
+        figure_coalesce(report, stage, sizes)
+    machine["load average at end"] = " ".join(
+        open("/proc/loadavg").read().split()[:3])
+    machine["duration"] = "%.0f s" % (time.monotonic() - started)
+    if report.foreign:
+        machine["CPU used by other processes"] = ", ".join(
+            "fig %s: %.0f%%" % (f[0], 100 * f[1]) for f in report.foreign)
+    report.print_checks()
+    busy = [f for f in report.foreign if f[1] > 0.05]
+    if busy:
+        print("WARNING: other processes used the CPU while figures %s ran "
+              "(%s): those figures understate deltapush; rerun on a quiet "
+              "machine" % (", ".join(f[0] for f in busy),
+                           ", ".join("%.0f%%" % (100 * f[1]) for f in busy)))
+    misses = [c for c in report.checks if not c[4]]
+    print("\n%d target(s) met, %d missed; took %.0f s"
+          % (len(report.checks) - len(misses), len(misses),
+             time.monotonic() - started))
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(report.markdown(machine))
+        print("results written to %s" % args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

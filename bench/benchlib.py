@@ -1,0 +1,839 @@
+"""Building blocks of the deltapush benchmarks: a throwaway Dovecot in three
+configurations, the fast HTTP sink, nginx, a client for the service socket
+and process accounting from /proc.
+
+Everything listens on 127.0.0.1 only, lives in temporary directories and is
+stopped by the pid of the process the benchmark started.
+"""
+
+import atexit
+import base64
+import glob
+import http.client
+import imaplib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOVECOT = "/usr/sbin/dovecot"
+NGINX = "/usr/sbin/nginx"
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+SYSTEM_MODULE_DIR = "/usr/lib/dovecot/modules"
+SYSTEM_MODULES = ("lib15_notify_plugin.so",
+                  "lib20_push_notification_plugin.so")
+MAIL_UID = 65534
+MAIL_GID = 65534
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+
+
+
+def _pick_tmpdir():
+    """Instance directories go on tmpfs when there is one: the benchmarks
+    measure the push path, and a virtual disk's fsync and journaling
+    latency would dominate (and hide) it. DELTAPUSH_BENCH_TMPDIR
+    overrides."""
+    env = os.environ.get("DELTAPUSH_BENCH_TMPDIR")
+    if env:
+        return env
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        return "/dev/shm"
+    return None
+
+
+TMPDIR = _pick_tmpdir()
+
+# Every process we started and have not stopped yet, by pid.
+_live = {}
+
+
+def _register(proc, what):
+    _live[proc.pid] = (proc, what)
+
+
+def _stop_proc(proc, sig=signal.SIGTERM, timeout=15.0):
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+    _live.pop(proc.pid, None)
+
+
+@atexit.register
+def stop_leftovers():
+    for pid, (proc, what) in list(_live.items()):
+        try:
+            _stop_proc(proc)
+        except Exception as e:  # pragma: no cover - best effort at exit
+            sys.stderr.write("could not stop %s (pid %d): %s\n"
+                             % (what, pid, e))
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout, interval=0.02):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def find_stage_files(stage):
+    def one(pattern, want_exec=False):
+        found = sorted(p for p in glob.glob(os.path.join(stage, "**", pattern),
+                                            recursive=True)
+                       if os.path.isfile(p) and
+                       (not want_exec or os.access(p, os.X_OK)))
+        if not found:
+            raise SystemExit("%s not found under %s: build and stage first"
+                             % (pattern, stage))
+        return os.path.abspath(found[0])
+
+    return {
+        "plugin": one("lib30_deltapush_plugin.so"),
+        "imap_plugin": one("lib31_imap_deltapush_plugin.so"),
+        "service": one("deltapush", want_exec=True),
+    }
+
+
+# ---------------------------------------------------------------------------
+# /proc accounting
+
+
+def _read(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def proc_stat(pid):
+    """(ppid, comm, utime+stime, cutime+cstime) in seconds, or None."""
+    text = _read("/proc/%d/stat" % pid)
+    if not text or ")" not in text:
+        return None
+    comm = text[text.index("(") + 1:text.rindex(")")]
+    f = text[text.rindex(")") + 2:].split()
+    # f[0] is field 3 (state): utime is field 14 -> f[11]
+    own = (int(f[11]) + int(f[12])) / CLK_TCK
+    children = (int(f[13]) + int(f[14])) / CLK_TCK
+    return int(f[1]), comm, own, children
+
+
+def proc_cpu(pid):
+    st = proc_stat(pid)
+    return st[2] if st else 0.0
+
+
+def proc_status_kib(pid, field):
+    for line in _read("/proc/%d/status" % pid).splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def tree_cpu(root_pid):
+    """CPU seconds used so far by root_pid and every descendant, including
+    the ones that already exited and were reaped (their time is in their
+    parent's cutime/cstime)."""
+    table = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            st = proc_stat(int(name))
+            if st:
+                table[int(name)] = st
+    children = {}
+    for pid, (ppid, _, _, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    total = 0.0
+    stack = [root_pid]
+    while stack:
+        pid = stack.pop()
+        st = table.get(pid)
+        if st is None:
+            continue
+        total += st[2] + st[3]
+        stack.extend(children.get(pid, ()))
+    return total
+
+
+def system_busy():
+    """CPU seconds the whole machine was busy (all cores), including time
+    the hypervisor stole."""
+    fields = _read("/proc/stat").splitlines()[0].split()[1:]
+    v = [int(x) for x in fields]
+    # user nice system idle iowait irq softirq steal (guest is in user)
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK_TCK
+
+
+class CpuMeter:
+    """How much CPU other processes on the machine (not this benchmark and
+    what it started) used while a figure was measured: the figures are
+    only as good as the machine was quiet."""
+
+    def __init__(self):
+        self.t0 = time.monotonic()
+        self.busy0 = system_busy()
+        self.ours0 = tree_cpu(os.getpid())
+
+    def stop(self):
+        elapsed = time.monotonic() - self.t0
+        busy = system_busy() - self.busy0
+        ours = tree_cpu(os.getpid()) - self.ours0
+        ncpu = os.cpu_count() or 1
+        return dict(elapsed=elapsed, busy=busy, ours=ours,
+                    foreign=max(0.0, busy - ours),
+                    foreign_share=max(0.0, busy - ours) / (elapsed * ncpu))
+
+
+# ---------------------------------------------------------------------------
+# The HTTP sink (sink.py in its own process)
+
+
+class Sink:
+    """Runs sink.py; a reader thread collects its request records."""
+
+    def __init__(self, port=0):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "sink.py"), str(port)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL)
+        _register(self.proc, "sink")
+        first = self.proc.stdout.readline().decode()
+        if not first.startswith("PORT "):
+            self.stop()
+            raise RuntimeError("sink did not start: %r" % first)
+        self.port = int(first.split()[1])
+        self.cond = threading.Condition()
+        self.records = []   # (ns, method, path, length, key)
+        self.thread = threading.Thread(target=self._reader, daemon=True)
+        self.thread.start()
+
+    def _reader(self):
+        for line in self.proc.stdout:
+            parts = line.decode().split()
+            if len(parts) != 6 or parts[0] != "REQ":
+                continue
+            rec = (int(parts[1]), parts[2], parts[3], int(parts[4]),
+                   parts[5])
+            with self.cond:
+                self.records.append(rec)
+                self.cond.notify_all()
+
+    def url(self, path="/notify"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    push_url = url
+
+    def cpu(self):
+        return proc_cpu(self.proc.pid)
+
+    def count(self):
+        with self.cond:
+            return len(self.records)
+
+    def wait_count(self, n, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while len(self.records) < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            return len(self.records)
+
+    def wait_quiet(self, quiet, timeout):
+        """Until no request arrived for `quiet` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.cond:
+                last = self.records[-1][0] / 1e9 if self.records else 0
+            idle = time.monotonic() - last
+            if idle >= quiet:
+                return True
+            time.sleep(min(quiet - idle, 0.1))
+        return False
+
+    def since(self, index):
+        with self.cond:
+            return list(self.records[index:])
+
+    def stop(self):
+        if self.proc is not None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            _stop_proc(self.proc)
+            self.proc = None
+
+
+# ---------------------------------------------------------------------------
+# nginx: a sink fast enough for the sender benchmark, HTTP/1.1 and HTTP/2
+
+
+class Nginx:
+    def __init__(self, workers=1):
+        self.dir = tempfile.mkdtemp(prefix="dpbench-nginx-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port()
+        self.tls_port = free_port()
+        self._make_certs()
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            path = os.path.join(self.dir, sub)
+            os.makedirs(path)
+            os.chown(path, MAIL_UID, MAIL_GID)
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write("""\
+daemon off;
+master_process on;
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+user nobody nogroup;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  server {{
+    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{tls_port} ssl http2;
+    ssl_certificate {d}/server.pem;
+    ssl_certificate_key {d}/server.key;
+    location = /notify {{ return 200; }}
+    location = /ox {{ return 200; }}
+    location = /status {{ stub_status; }}
+  }}
+}}
+""".format(workers=workers, d=self.dir, port=self.port,
+           tls_port=self.tls_port))
+        self.proc = subprocess.Popen(
+            [NGINX, "-e", os.path.join(self.dir, "error.log"),
+             "-p", self.dir, "-c", conf],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        _register(self.proc, "nginx")
+        self._status_conn = None
+        self.status_polls = 0
+        self.status_conns = 0
+        if not wait_until(self._ready, 10):
+            self.stop()
+            raise RuntimeError("nginx did not start: %s"
+                               % _read(os.path.join(self.dir, "error.log")))
+
+    def _make_certs(self):
+        d = self.dir
+
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), check=True,
+                           stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
+            "-subj", "/CN=deltapush bench CA", "-keyout", d + "/ca.key",
+            "-out", d + "/ca.pem")
+        with open(d + "/ext.cnf", "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+        run("req", "-newkey", "ec", "-pkeyopt",
+            "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
+            "/CN=127.0.0.1", "-keyout", d + "/server.key",
+            "-out", d + "/server.csr")
+        run("x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem",
+            "-CAkey", d + "/ca.key", "-CAcreateserial", "-days", "2",
+            "-extfile", d + "/ext.cnf", "-out", d + "/server.pem")
+        self.ca_file = d + "/ca.pem"
+
+    def _ready(self):
+        try:
+            self.requests()
+            return True
+        except OSError:
+            return False
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d/notify" % self.port
+
+    @property
+    def tls_url(self):
+        return "https://127.0.0.1:%d/notify" % self.tls_port
+
+    def stats(self):
+        """(connections accepted, requests answered) so far, not counting
+        our own status polls."""
+        if self._status_conn is None:
+            self._status_conn = http.client.HTTPConnection(
+                "127.0.0.1", self.port, timeout=5)
+            self.status_conns += 1
+        try:
+            self._status_conn.request("GET", "/status")
+            body = self._status_conn.getresponse().read().decode()
+        except (OSError, http.client.HTTPException):
+            self._status_conn.close()
+            self._status_conn = None
+            raise OSError("nginx status failed")
+        self.status_polls += 1
+        fields = body.splitlines()[2].split()
+        return (int(fields[0]) - self.status_conns,
+                int(fields[2]) - self.status_polls)
+
+    def requests(self):
+        return self.stats()[1]
+
+    def push_url(self, path="/notify"):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    # The counting interface of Sink, for the throughput runs
+
+    count = requests
+
+    def wait_count(self, n, timeout):
+        return self.wait_requests(n, timeout, interval=0.02)[0]
+
+    def wait_quiet(self, quiet, timeout):
+        deadline = time.monotonic() + timeout
+        last = self.requests()
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+            n = self.requests()
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return True
+        return False
+
+    def wait_requests(self, target, timeout, interval=0.01):
+        """Polls until `target` requests were answered; returns
+        (count, monotonic time it was seen)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            n = self.requests()
+            now = time.monotonic()
+            if n >= target or now >= deadline:
+                return n, now
+            time.sleep(interval)
+
+    def cpu(self):
+        return tree_cpu(self.proc.pid)
+
+    def stop(self):
+        if self._status_conn is not None:
+            self._status_conn.close()
+            self._status_conn = None
+        if self.proc is not None:
+            _stop_proc(self.proc, signal.SIGQUIT)
+            self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------
+# Tokens
+
+
+def make_token(index, rng=None):
+    """A ~900 byte Delta-Chat-like token, distinct per index: "openpgp:"
+    and standard padded base64 of 672 bytes (= 904 bytes in all)."""
+    head = index.to_bytes(8, "big")
+    body = (rng or _TOKEN_FILL)
+    return "openpgp:" + base64.b64encode(head + body).decode()
+
+
+_TOKEN_FILL = os.urandom(664)
+
+
+def token_key(token):
+    """What sink.py reports as the key of a raw-token body."""
+    return token[:48]
+
+
+# ---------------------------------------------------------------------------
+# The deltapush service socket
+
+
+class ServiceClient:
+    """The plugin<->service line protocol over the unix socket: many
+    requests per connection, one reply line each, in order."""
+
+    def __init__(self, path, timeout=60.0):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.sock.sendall(b"VERSION\tdeltapush\t1\t0\n")
+        self.buf = b""
+        line = self.readline()
+        if not line.startswith(b"VERSION\tdeltapush\t1\t"):
+            raise RuntimeError("unexpected handshake %r" % line)
+
+    def readline(self):
+        while b"\n" not in self.buf:
+            data = self.sock.recv(1 << 20)
+            if not data:
+                raise RuntimeError("service closed the connection")
+            self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return line
+
+    def request(self, *fields):
+        self.sock.sendall("\t".join(fields).encode() + b"\n")
+        return self.readline()
+
+    def pipeline(self, line_batches, total):
+        """Sends every request line from the iterable of byte batches in a
+        writer thread and reads the replies here. Returns (replies that
+        started with OK, first failure or None, monotonic time the last
+        reply arrived)."""
+        error = []
+
+        def writer():
+            try:
+                for batch in line_batches:
+                    self.sock.sendall(batch)
+            except OSError as e:
+                error.append(e)
+
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        ok = 0
+        fail = None
+        for _ in range(total):
+            line = self.readline()
+            if line.startswith(b"OK"):
+                ok += 1
+            elif fail is None:
+                fail = line.decode(errors="replace")
+        done = time.monotonic()
+        t.join()
+        if error:
+            raise error[0]
+        return ok, fail, done
+
+    def close(self):
+        self.sock.close()
+
+
+# ---------------------------------------------------------------------------
+# Dovecot
+
+
+class Dovecot:
+    """A throwaway Dovecot. kind is "none" (no push plugin), "ox" (stock
+    ox push_notification driver) or "deltapush"."""
+
+    def __init__(self, kind, stage_files=None, push_url=None, plugin=None):
+        self.kind = kind
+        self.stage_files = stage_files
+        self.push_url = push_url
+        self.plugin = dict(plugin or {})
+        self.root = tempfile.mkdtemp(prefix="dpbench-dc-", dir=TMPDIR)
+        os.chmod(self.root, 0o755)
+        self.name = "dpbench-%s" % os.path.basename(self.root)[11:]
+        self.conf = os.path.join(self.root, "dovecot.conf")
+        self.base_dir = os.path.join(self.root, "run")
+        self.state_dir = os.path.join(self.root, "state")
+        self.log_path = os.path.join(self.root, "dovecot.log")
+        self.home_root = os.path.join(self.root, "home")
+        self.module_dir = os.path.join(self.root, "modules")
+        self.imap_port = free_port()
+        self.lmtp_port = free_port()
+        self.proc = None
+        for d in (self.state_dir, self.home_root, self.module_dir):
+            os.makedirs(d)
+        os.chown(self.home_root, MAIL_UID, MAIL_GID)
+        for name in SYSTEM_MODULES:
+            os.symlink(os.path.join(SYSTEM_MODULE_DIR, name),
+                       os.path.join(self.module_dir, name))
+        if kind == "deltapush":
+            for key in ("plugin", "imap_plugin"):
+                path = stage_files[key]
+                os.symlink(path, os.path.join(self.module_dir,
+                                              os.path.basename(path)))
+        self.write_config()
+
+    @property
+    def socket_path(self):
+        return os.path.join(self.base_dir, "deltapush")
+
+    @property
+    def db_path(self):
+        return os.path.join(self.state_dir, "deltapush.sqlite")
+
+    def write_config(self):
+        plugin = {}
+        service = ""
+        imap_plugins = ""
+        mail_plugins = "$mail_plugins"
+        if self.kind == "ox":
+            mail_plugins += " notify push_notification"
+            plugin["push_notification_driver"] = \
+                "ox:url=%s user_from_metadata" % self.push_url
+        elif self.kind == "deltapush":
+            mail_plugins += " notify push_notification deltapush"
+            imap_plugins = "  mail_plugins = $mail_plugins imap_deltapush\n"
+            plugin["push_notification_driver"] = "deltapush"
+            plugin["deltapush_notify_url"] = self.push_url
+            service = """\
+service deltapush {
+  executable = %s
+  process_limit = 1
+  process_min_avail = 1
+  unix_listener deltapush {
+    mode = 0600
+    user = nobody
+  }
+}
+""" % self.stage_files["service"]
+        plugin.update(self.plugin)
+        plugin_lines = "".join("  %s = %s\n" % kv for kv in plugin.items()
+                               if kv[1] is not None)
+        text = """\
+# Generated by the deltapush benchmarks (bench/).
+instance_name = {name}
+base_dir = {base_dir}
+state_dir = {state_dir}
+log_path = {log_path}
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+default_login_user = dovenull
+default_internal_user = dovecot
+passdb {{
+  driver = static
+  args = password=pass
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={home_root}/%u
+}}
+mail_location = maildir:~/Maildir
+namespace inbox {{
+  inbox = yes
+  separator = /
+}}
+mail_attribute_dict = file:%h/dovecot-attributes
+mail_plugin_dir = {module_dir}
+mail_plugins = {mail_plugins}
+postmaster_address = postmaster@example.org
+protocol imap {{
+{imap_plugins}  imap_metadata = yes
+}}
+plugin {{
+{plugin_lines}}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {imap_port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service lmtp {{
+  inet_listener lmtp {{
+    address = 127.0.0.1
+    port = {lmtp_port}
+  }}
+}}
+{service}""".format(name=self.name, base_dir=self.base_dir,
+                     state_dir=self.state_dir, log_path=self.log_path,
+                     uid=MAIL_UID, gid=MAIL_GID, home_root=self.home_root,
+                     module_dir=self.module_dir, mail_plugins=mail_plugins,
+                     imap_plugins=imap_plugins, plugin_lines=plugin_lines,
+                     imap_port=self.imap_port, lmtp_port=self.lmtp_port,
+                     service=service)
+        with open(self.conf, "w") as f:
+            f.write(text)
+
+    def start(self, timeout=20.0):
+        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
+                                     stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        _register(self.proc, "dovecot")
+        checks = [lambda: self._port_open(self.imap_port),
+                  lambda: self._port_open(self.lmtp_port)]
+        if self.kind == "deltapush":
+            checks.append(lambda: os.path.exists(self.socket_path) and
+                          self.service_pid() is not None)
+        for check in checks:
+            if not wait_until(lambda: check() or self.proc.poll() is not None,
+                              timeout) or self.proc.poll() is not None:
+                tail = self.log_tail()
+                self.stop()
+                raise RuntimeError("dovecot did not start\n" + tail)
+
+    @staticmethod
+    def _port_open(port):
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self):
+        if self.proc is not None:
+            _stop_proc(self.proc)
+            self.proc = None
+
+    def cleanup(self):
+        self.stop()
+        if not os.environ.get("DELTAPUSH_BENCH_KEEP"):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def children(self, comm=None):
+        result = []
+        if self.proc is None:
+            return result
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                st = proc_stat(int(name))
+                if st and st[0] == self.proc.pid and \
+                        (comm is None or st[1] == comm):
+                    result.append(int(name))
+        return result
+
+    def service_pid(self):
+        pids = self.children("deltapush")
+        return pids[0] if len(pids) == 1 else None
+
+    def log_pid(self):
+        pids = self.children("log")
+        return pids[0] if pids else None
+
+    def cpu(self):
+        return tree_cpu(self.proc.pid)
+
+    def log_text(self):
+        return _read(self.log_path)
+
+    def log_tail(self, lines=40):
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    def log_errors(self):
+        return [line for line in self.log_text().splitlines()
+                if "Error:" in line or "Fatal:" in line or "Panic:" in line]
+
+    def service(self, timeout=60.0):
+        return ServiceClient(self.socket_path, timeout=timeout)
+
+    def imap_setmetadata(self, user, mailbox, entry, value):
+        m = imaplib.IMAP4("127.0.0.1", self.imap_port)
+        try:
+            m.login(user, "pass")
+            typ, data = m.xatom("SETMETADATA", mailbox,
+                                '(%s "%s")' % (entry, value))
+            if typ != "OK":
+                raise RuntimeError("SETMETADATA for %s: %s %r"
+                                   % (user, typ, data))
+            m.logout()
+        finally:
+            try:
+                m.shutdown()
+            except OSError:
+                pass
+
+    def db_size(self):
+        sizes = {}
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                sizes[suffix or "db"] = os.path.getsize(self.db_path + suffix)
+            except OSError:
+                sizes[suffix or "db"] = 0
+        return sizes
+
+
+# ---------------------------------------------------------------------------
+# LMTP
+
+
+class Lmtp:
+    """A minimal LMTP client that times each transaction."""
+
+    def __init__(self, port, timeout=30.0):
+        self.sock = socket.create_connection(("127.0.0.1", port),
+                                             timeout=timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+        self._reply()
+        self.sock.sendall(b"LHLO bench.example.net\r\n")
+        self._reply()
+
+    def _reply(self):
+        """Reads one (possibly multi-line) reply; returns its code."""
+        while True:
+            while b"\r\n" not in self.buf:
+                data = self.sock.recv(65536)
+                if not data:
+                    raise RuntimeError("LMTP server closed the connection")
+                self.buf += data
+            line, _, self.buf = self.buf.partition(b"\r\n")
+            if len(line) < 4 or line[3:4] != b"-":
+                return int(line[:3]), line
+
+    def send(self, sender, rcpt, body):
+        """One transaction, one recipient. Returns (start, end) monotonic
+        ns: MAIL FROM sent, 250 after DATA received."""
+        t0 = time.monotonic_ns()
+        self.sock.sendall(b"MAIL FROM:<%s>\r\n" % sender.encode())
+        code, line = self._reply()
+        if code != 250:
+            raise RuntimeError("MAIL FROM: %r" % line)
+        self.sock.sendall(b"RCPT TO:<%s>\r\n" % rcpt.encode())
+        code, line = self._reply()
+        if code != 250:
+            raise RuntimeError("RCPT TO: %r" % line)
+        self.sock.sendall(b"DATA\r\n")
+        code, line = self._reply()
+        if code != 354:
+            raise RuntimeError("DATA: %r" % line)
+        self.sock.sendall(body + b".\r\n")
+        code, line = self._reply()
+        t1 = time.monotonic_ns()
+        if code != 250:
+            raise RuntimeError("end of DATA: %r" % line)
+        return t0, t1
+
+    def close(self):
+        try:
+            self.sock.sendall(b"QUIT\r\n")
+            self._reply()
+        except (OSError, RuntimeError):
+            pass
+        self.sock.close()
+
+
+def make_message(sender, rcpt, n):
+    """A small plain message (CRLF, dot-stuffing not needed)."""
+    return ("From: <{s}>\r\nTo: <{r}>\r\nSubject: bench {n}\r\n"
+            "Message-ID: <bench.{n}.{p}@bench.example.net>\r\n"
+            "Date: {d}\r\n\r\nLa de da de da {n}.\r\n").format(
+                s=sender, r=rcpt, n=n, p=os.getpid(),
+                d=time.strftime("%a, %d %b %Y %H:%M:%S +0000",
+                                time.gmtime())).encode()
