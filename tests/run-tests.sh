@@ -49,7 +49,9 @@ echo "== integration tests"
 export DELTAPUSH_STAGE="$top/build/stage"
 # shellcheck disable=SC2086
 /usr/bin/python3 -m pytest -p no:cacheprovider -q -rs ${PYTEST_ARGS:-} tests/integration 2>&1 | tee "$log_dir/integration.log"
-summary=$(grep -E '^=+ .*(passed|failed|skipped|error).* in [0-9.]+s' "$log_dir/integration.log" | tail -1)
+# pytest's last line, e.g. "201 passed, 5 skipped in 247.72s" (framed by
+# "=" unless -q)
+summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed|skipped|errors?)\b.* in [0-9.]+s' "$log_dir/integration.log" | tail -1)
 for kind in passed failed skipped error errors; do
 	n=$(echo "$summary" | grep -oE "[0-9]+ $kind\b" | grep -oE '^[0-9]+' || true)
 	n=${n:-0}
