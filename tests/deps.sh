@@ -41,3 +41,34 @@ deltapush_build() {
 	fi
 	make -j2 >>build.log 2>&1 || { tail -40 build.log; return 1; }
 }
+
+# A VPATH build needs a source tree that was never configured in place.
+# If this one was, build from a copy of its files (tracked and new, as git
+# sees them), refreshed on every run: only files whose content changed are
+# copied, and they get the current time, so make rebuilds what changed.
+# deltapush_source_dir <top> <copy>
+deltapush_source_dir() {
+	local top=$1 copy=$2
+	if [ ! -f "$top/config.status" ]; then
+		echo "$top"
+		return 0
+	fi
+	if ! git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+		echo "$top is configured in place and is not a git checkout:" \
+			"run 'make distclean' there first" >&2
+		return 1
+	fi
+	mkdir -p "$copy"
+	(cd "$top" && git ls-files -z --cached --others --exclude-standard) |
+	while IFS= read -r -d '' file; do
+		[ -f "$top/$file" ] || continue
+		cmp -s "$top/$file" "$copy"/"$file" && continue
+		mkdir -p "$(dirname "$copy"/"$file")"
+		cp "$top/$file" "$copy"/"$file" || return 1
+	done || return 1
+	if [ ! -x "$copy"/configure ]; then
+		(cd "$copy" && ./autogen.sh) >"$copy".autogen.log 2>&1 || {
+			tail -20 "$copy".autogen.log >&2; return 1; }
+	fi
+	echo "$copy"
+}

@@ -34,35 +34,7 @@ for arg in "$@"; do
 	esac
 done
 
-# A VPATH build needs a source tree that was never configured in place.
-# If this one was, build from a copy of its files (tracked and new, as git
-# sees them), refreshed on every run: only files whose content changed are
-# copied, and they get the current time, so make rebuilds what changed.
-source_dir() {
-	local copy=$1
-	if [ ! -f "$top/config.status" ]; then
-		echo "$top"
-		return 0
-	fi
-	if ! git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		echo "$top is configured in place and is not a git checkout:" \
-			"run 'make distclean' there first" >&2
-		return 1
-	fi
-	mkdir -p "$copy"
-	(cd "$top" && git ls-files -z --cached --others --exclude-standard) |
-	while IFS= read -r -d '' file; do
-		[ -f "$top/$file" ] || continue
-		cmp -s "$top/$file" "$copy"/"$file" && continue
-		mkdir -p "$(dirname "$copy"/"$file")"
-		cp "$top/$file" "$copy"/"$file" || return 1
-	done || return 1
-	if [ ! -x "$copy"/configure ]; then
-		(cd "$copy" && ./autogen.sh) >"$copy".autogen.log 2>&1 || {
-			tail -20 "$copy".autogen.log >&2; return 1; }
-	fi
-	echo "$copy"
-}
+. "$top/tests/deps.sh"
 
 # build_tree <dir> <configure args...>: configure (once) and build in
 # <dir>/obj, then stage an install in <dir>/stage.
@@ -70,7 +42,7 @@ build_tree() {
 	local dir=$1 srcdir
 	shift
 	mkdir -p "$dir/obj"
-	srcdir=$(source_dir "$dir/src") || return 1
+	srcdir=$(deltapush_source_dir "$top" "$dir/src") || return 1
 	if [ ! -f "$dir/obj/Makefile" ]; then
 		echo "== configuring $dir/obj: $*"
 		(cd "$dir/obj" && "$srcdir/configure" "$@") \

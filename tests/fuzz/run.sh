@@ -33,39 +33,12 @@ max_len_for() {
 	esac
 }
 
-# A VPATH build needs a source tree that was never configured in place.
-# If this one was, build from a copy of its files (tracked and new, as git
-# sees them), refreshed on every run: only files whose content changed are
-# copied, and they get the current time, so make rebuilds what changed.
-source_dir() {
-	if [ ! -f "$top/config.status" ]; then
-		echo "$top"
-		return 0
-	fi
-	if ! git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
-		echo "$top is configured in place and is not a git checkout:" \
-			"run 'make distclean' there first" >&2
-		return 1
-	fi
-	mkdir -p "$build/src"
-	(cd "$top" && git ls-files -z --cached --others --exclude-standard) |
-	while IFS= read -r -d '' file; do
-		[ -f "$top/$file" ] || continue
-		cmp -s "$top/$file" "$build/src"/"$file" && continue
-		mkdir -p "$(dirname "$build/src"/"$file")"
-		cp "$top/$file" "$build/src"/"$file" || return 1
-	done || return 1
-	if [ ! -x "$build/src"/configure ]; then
-		(cd "$build/src" && ./autogen.sh) >"$build/src".autogen.log 2>&1 || {
-			tail -20 "$build/src".autogen.log >&2; return 1; }
-	fi
-	echo "$build/src"
-}
+. "$top/tests/deps.sh"
 
 build_fuzzers() {
 	local srcdir
 	mkdir -p "$build/obj"
-	srcdir=$(source_dir) || return 1
+	srcdir=$(deltapush_source_dir "$top" "$build/src") || return 1
 	if [ ! -f "$build/obj/Makefile" ]; then
 		echo "== configuring in $build/obj"
 		(cd "$build/obj" && "$srcdir/configure" CC=clang \
