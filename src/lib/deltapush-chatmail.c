@@ -18,8 +18,10 @@
 /* Larger times are clamped to this: far beyond any real time, and small
    enough that now + a TTL never overflows. */
 #define DELTAPUSH_CHATMAIL_TIME_MAX "999999999999999999"
-/* An exponent this large makes any non-zero time huge or zero. */
-#define DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT 100
+/* An exponent beyond this makes any non-zero time huge or zero: it is
+   far more than the digits a file of at most
+   DELTAPUSH_CHATMAIL_MAX_FILE_SIZE bytes can hold. */
+#define DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT 100000000
 
 struct deltapush_chatmail_parser {
 	struct json_parser *json;
@@ -115,10 +117,8 @@ static time_t deltapush_chatmail_time_parse(const char *number)
 	}
 	if (len == 0 || negative)
 		return 0;
-	if (exponent > DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT)
-		point = exp_negative ? 0 : INT_MAX;
-	else
-		point += exp_negative ? -exponent : exponent;
+	/* exponent is below 10 * the maximum: no overflow */
+	point += exp_negative ? -exponent : exponent;
 	if (point <= 0)
 		return 0;
 	if (point > (int64_t)strlen(DELTAPUSH_CHATMAIL_TIME_MAX)) {

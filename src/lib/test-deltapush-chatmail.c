@@ -131,6 +131,15 @@ static void test_chatmail_parse_valid(void)
 		    { 5, "e", TEST_TIME_MAX, NULL },
 		    { 6, "f", 1700000000, NULL },
 		    { 7, "g", 100000000000000000LL, NULL } } },
+		/* many digits and a large negative exponent: the digits
+		   count, not just the exponent (found by the fuzzer) */
+		{ "{\"devicetoken\": {\"a\": 17"
+		  "0000000000000000000000000000000000000000000000000000000000"
+		  "0000000000000000000000000000000000000000000000000000000000"
+		  "000000000000"
+		  "e-120, \"b\": 17000000000000000000000000000000000e-25}}", 2,
+		  { { 1, "a", 1700000000, NULL },
+		    { 2, "b", 1700000000, NULL } } },
 		/* times of the wrong type: reported per entry */
 		{ "{\"devicetoken\": {\"a\": \"1700000000\", \"b\": null, "
 		  "\"c\": true, \"d\": [1, [2]], \"e\": {\"x\": {\"y\": 1}}, "
