@@ -206,8 +206,11 @@ static void client_connected(struct master_service_connection *conn)
 	deltapush_server_accept(deltapush_server, conn);
 }
 
+static bool deltapush_shutdown_timed_out;
+
 static void deltapush_shutdown_timeout(struct ioloop *ioloop)
 {
+	deltapush_shutdown_timed_out = TRUE;
 	io_loop_stop(ioloop);
 }
 
@@ -230,7 +233,12 @@ static void deltapush_shutdown_drain(void)
 	to = timeout_add(DELTAPUSH_SHUTDOWN_GRACE_MSECS,
 			 deltapush_shutdown_timeout, ioloop);
 	to_check = timeout_add_short(10, deltapush_shutdown_check, ioloop);
-	io_loop_run(ioloop);
+	/* The master going away stops the ioloop too (once): run on until
+	   the pushes are done or the grace period is over. */
+	deltapush_shutdown_timed_out = FALSE;
+	while (!deltapush_shutdown_timed_out &&
+	       deltapush_sender_get_in_flight(deltapush_sender) > 0)
+		io_loop_run(ioloop);
 	timeout_remove(&to_check);
 	timeout_remove(&to);
 	if (deltapush_sender_get_in_flight(deltapush_sender) > 0) {
