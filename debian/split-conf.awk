@@ -1,4 +1,4 @@
-# Turn the project's conf.d/90-deltapush.conf into the package's conffile:
+# Turn the project's conf.d/2.3/90-deltapush.conf into the package's conffile:
 # the lines that load the plugins, select the push_notification driver and
 # define the deltapush service move to /usr/share/dovecot-deltapush/
 # deltapush-load.conf (debian/deltapush-load.conf), which the conffile

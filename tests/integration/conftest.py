@@ -1,8 +1,8 @@
 """Fixtures for the deltapush integration tests.
 
 The tests need a staged install of deltapush (`make install DESTDIR=...`)
-named by the environment variable DELTAPUSH_STAGE, a Debian Dovecot 2.3
-(dovecot-core, dovecot-imapd, dovecot-lmtpd) and root, because each test
+named by the environment variable DELTAPUSH_STAGE, a Debian Dovecot 2.3 or
+2.4 (dovecot-core, dovecot-imapd, dovecot-lmtpd) and root, because each test
 Dovecot is started as root like a real one.
 
 A module may set DELTAPUSH_SETTINGS = {...} to override plugin settings of
@@ -15,6 +15,7 @@ import os
 import pytest
 
 import dovecot_instance
+import module_overlay
 from dovecot_instance import DovecotInstance, StageError, find_stage_files
 from sink import Sink
 
@@ -45,8 +46,16 @@ def pytest_configure(config):
                     dovecot_instance.SYSTEM_MODULE_DIR, m))]
     if missing:
         raise pytest.UsageError(
-            "Dovecot 2.3 is not installed completely (missing: %s); install "
+            "Dovecot is not installed completely (missing: %s); install "
             "dovecot-core dovecot-imapd dovecot-lmtpd" % ", ".join(missing))
+    if dovecot_instance.DOVECOT_24 and \
+            module_overlay.find_staged(
+                module_overlay.MODULES["settings"]) is None:
+        raise pytest.UsageError(
+            "Dovecot %s needs the settings module %s, which is not under "
+            "DELTAPUSH_STAGE" % (".".join(map(str,
+                                              dovecot_instance.DOVECOT_VERSION)),
+                                 module_overlay.MODULES["settings"]))
     if os.geteuid() != 0:
         raise pytest.UsageError("the integration tests start Dovecot as "
                                 "root; run them as root")
@@ -139,3 +148,9 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             "imaptest scripts (tests/imaptest) skipped: IMAPTEST not set "
             "(set it to an imaptest binary to run them)")
+
+
+def pytest_report_header(config):
+    return "Dovecot %s (%s configuration syntax)" % (
+        ".".join(map(str, dovecot_instance.DOVECOT_VERSION)),
+        "2.4" if dovecot_instance.DOVECOT_24 else "2.3")

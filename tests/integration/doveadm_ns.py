@@ -1,69 +1,41 @@
 """Runs the staged `doveadm deltapush` module against a test Dovecot.
 
 doveadm loads its plugins only from the compiled-in directory
-/usr/lib/dovecot/modules/doveadm. To use the staged module without touching
-the system, each doveadm runs in a private mount namespace where that
-directory is replaced (bind mount) by a temporary directory holding symlinks
-to the system's doveadm modules plus the staged one. Needs root, unshare(1)
-and mount(8); `available()` says why not when they do not work.
+/usr/lib/dovecot/modules/doveadm: module_overlay runs each doveadm with the
+staged module in it (and, on Dovecot 2.4, the staged settings module).
+`available()` says why not when that does not work here.
 """
 
-import atexit
-import glob
 import json
-import os
 import shutil
 import subprocess
-import tempfile
 
+import module_overlay
 from dovecot_instance import DOVEADM
 
-DOVEADM_MODULE_DIR = "/usr/lib/dovecot/modules/doveadm"
-MODULE_NAME = "lib10_doveadm_deltapush_plugin.so"
-
-# sh script run inside the namespace: $1 is the module directory, the rest
-# are doveadm's arguments.
-_NS_SCRIPT = ('dir="$1"; shift; '
-              'mount --bind "$dir" %s && exec "$@"' % DOVEADM_MODULE_DIR)
-
-_module_dir = None
 _unavailable = None
-
-
-def _find_staged_module():
-    stage = os.environ.get("DELTAPUSH_STAGE", "")
-    found = sorted(glob.glob(os.path.join(stage, "**", "modules", "doveadm",
-                                          MODULE_NAME), recursive=True))
-    return os.path.abspath(found[0]) if found else None
+_checked = False
 
 
 def _setup():
-    """Creates the module directory once; returns None or why doveadm
-    with the staged module cannot run here."""
-    global _module_dir, _unavailable
-    if _module_dir is not None or _unavailable is not None:
+    """Returns None or why doveadm with the staged module cannot run here
+    (checked once)."""
+    global _unavailable, _checked
+    if _checked:
         return _unavailable
-    module = _find_staged_module()
-    if module is None:
-        _unavailable = "%s not found under DELTAPUSH_STAGE" % MODULE_NAME
+    _checked = True
+    if module_overlay.overlay_dir("doveadm") is None:
+        _unavailable = ("%s not found under DELTAPUSH_STAGE"
+                        % module_overlay.MODULES["doveadm"])
         return _unavailable
     if shutil.which("unshare") is None:
         _unavailable = "unshare(1) is not installed"
         return _unavailable
-    directory = tempfile.mkdtemp(prefix="dpt-doveadm-")
-    os.chmod(directory, 0o755)
-    for name in sorted(os.listdir(DOVEADM_MODULE_DIR)):
-        if name != MODULE_NAME:
-            os.symlink(os.path.join(DOVEADM_MODULE_DIR, name),
-                       os.path.join(directory, name))
-    os.symlink(module, os.path.join(directory, MODULE_NAME))
-    _module_dir = directory
     # Does the namespace trick work here (container without CAP_SYS_ADMIN,
     # no mount(8), ...)? `doveadm help` lists the plugin's commands.
     try:
-        probe = subprocess.run(
-            ["unshare", "-m", "sh", "-c", _NS_SCRIPT, "sh", directory,
-             DOVEADM, "help"], capture_output=True, timeout=30)
+        probe = subprocess.run(_command([DOVEADM, "help"]),
+                               capture_output=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as e:
         _unavailable = "unshare -m failed: %s" % e
         return _unavailable
@@ -76,18 +48,13 @@ def _setup():
     return _unavailable
 
 
+def _command(argv):
+    return module_overlay.command(argv, ("doveadm", "settings"))
+
+
 def available():
     """None when doveadm with the staged module can run, else the reason."""
     return _setup()
-
-
-@atexit.register
-def cleanup():
-    global _module_dir, _unavailable
-    if _module_dir is not None:
-        shutil.rmtree(_module_dir, ignore_errors=True)
-    _module_dir = None
-    _unavailable = None
 
 
 def run(dovecot, *args, fmt=None, timeout=30.0):
@@ -100,9 +67,8 @@ def run(dovecot, *args, fmt=None, timeout=30.0):
     if fmt is not None:
         argv += ["-f", fmt]
     argv += ["-c", dovecot.conf] + list(args)
-    return subprocess.run(
-        ["unshare", "-m", "sh", "-c", _NS_SCRIPT, "sh", _module_dir] + argv,
-        capture_output=True, timeout=timeout, text=True)
+    return subprocess.run(_command(argv), capture_output=True,
+                          timeout=timeout, text=True)
 
 
 def run_ok(dovecot, *args, fmt=None):

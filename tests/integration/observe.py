@@ -7,7 +7,7 @@ import re
 import urllib.error
 import urllib.request
 
-from dovecot_instance import free_port, wait_until
+from dovecot_instance import DOVECOT_24, free_port, wait_until
 
 CONF_NAME = "90-deltapush.conf"
 TOKEN_WINDOW = 20
@@ -15,14 +15,15 @@ TOKEN_WINDOW = 20
 
 def shipped_conf_path():
     """The 90-deltapush.conf that `make install` staged, else the source
-    tree's copy."""
+    tree's copy for the installed Dovecot."""
     stage = os.environ.get("DELTAPUSH_STAGE", "")
     found = sorted(glob.glob(os.path.join(stage, "**", CONF_NAME),
                              recursive=True))
     if found:
         return found[0]
     return os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                        os.pardir, os.pardir, "conf.d", CONF_NAME)
+                        os.pardir, os.pardir, "conf.d",
+                        "2.4" if DOVECOT_24 else "2.3", CONF_NAME)
 
 
 def shipped_metric_blocks():
@@ -47,10 +48,10 @@ class Metrics:
         return shipped_metric_blocks() + (
             "service stats {\n"
             "  inet_listener http {\n"
-            "    address = 127.0.0.1\n"
+            "    %s = 127.0.0.1\n"
             "    port = %d\n"
             "  }\n"
-            "}\n" % self.port)
+            "}\n" % ("listen" if DOVECOT_24 else "address", self.port))
 
     @property
     def url(self):

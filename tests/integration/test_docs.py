@@ -24,7 +24,10 @@ def test_every_setting_is_documented():
     docs = {
         "README": _read("README"),
         "docs/deltapush.7": _read("docs", "deltapush.7"),
-        "conf.d/90-deltapush.conf": _read("conf.d", "90-deltapush.conf"),
+        "conf.d/2.3/90-deltapush.conf":
+            _read("conf.d", "2.3", "90-deltapush.conf"),
+        "conf.d/2.4/90-deltapush.conf":
+            _read("conf.d", "2.4", "90-deltapush.conf"),
     }
     missing = ["%s in %s" % (name, doc)
                for name in sorted(_code_settings())
@@ -36,7 +39,8 @@ def test_every_setting_is_documented():
 def test_no_unknown_setting_is_documented():
     known = _code_settings()
     for doc in (_read("README"), _read("docs", "deltapush.7"),
-                _read("conf.d", "90-deltapush.conf")):
+                _read("conf.d", "2.3", "90-deltapush.conf"),
+                _read("conf.d", "2.4", "90-deltapush.conf")):
         for name in set(re.findall(r"\bdeltapush_[a-z_]+\b", doc)):
             if name.endswith("_plugin") or name.startswith("deltapush_push_") \
                     or name.startswith("deltapush_token_r") \

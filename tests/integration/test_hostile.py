@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from dovecot_instance import DOVECOT_LDA, make_message, proc_kib, wait_until
+from dovecot_instance import (DOVECOT_LDA, dovecot_command, make_message,
+                              proc_kib, wait_until)
 from helpers import (CLIENT_SERVER_ENTRIES, DEVICETOKEN, PUSH_TOKEN,
                      get_tokens, make_token, new_user, set_token, tokens_of)
 from imap_client import Literal, parse_metadata, quote
@@ -335,8 +336,9 @@ def test_odd_user_names_round_trip(any_name_dovecot, sink, user, rcpt):
         # no SMTPUTF8 in Dovecot 2.3's LMTP, and dovecot-lda needs -a for
         # a name that is no address
         result = subprocess.run(
-            [DOVECOT_LDA, "-c", dovecot.conf, "-d", user, "-a",
-             "rcpt@example.org", "-f", "sender@example.net"],
+            dovecot_command([DOVECOT_LDA, "-c", dovecot.conf, "-d", user,
+                             "-a", "rcpt@example.org", "-f",
+                             "sender@example.net"]),
             input=make_message(), capture_output=True, timeout=30)
         assert result.returncode == 0, result
     assert sink.wait_for_bodies([token], since=since, timeout=10), \
