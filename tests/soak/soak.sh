@@ -26,18 +26,22 @@
 #   tests/soak/soak.sh --help                 all parameters (rate, users,
 #                                             failure ratio, sessions, ...)
 #
-# Needs root and Dovecot 2.3 (dovecot-core, -imapd, -lmtpd), like the
+# Needs root and Dovecot 2.3 or 2.4 (dovecot-core, -imapd, -lmtpd), like the
 # integration tests. Uses $DELTAPUSH_STAGE when set, else builds and
 # stages the tree into build/stage.
 set -u
 top=$(cd "$(dirname "$0")/../.." && pwd)
 
 if [ -z "${DELTAPUSH_STAGE:-}" ]; then
-	echo "== building and staging into $top/build/stage"
-	(cd "$top" && make -s >/dev/null &&
-	 rm -rf build/stage &&
-	 make -s install DESTDIR="$top/build/stage" >/dev/null) || {
-		echo "build failed; set DELTAPUSH_STAGE to a staged install" >&2
+	# From a fresh clone too: install what is missing, configure, build.
+	cd "$top" || exit 1
+	. "$top/tests/deps.sh"
+	deltapush_install_deps test || exit 1
+	deltapush_build || exit 1
+	echo "== staging into $top/build/stage"
+	rm -rf build/stage
+	make -s install DESTDIR="$top/build/stage" >/dev/null || {
+		echo "make install failed; set DELTAPUSH_STAGE to a staged install" >&2
 		exit 1
 	}
 	export DELTAPUSH_STAGE="$top/build/stage"
