@@ -3,9 +3,8 @@
 #include "lib.h"
 #include "deltapush-common.h"
 #include "str.h"
-#include "istream.h"
 #include "unichar.h"
-#include "json-parser.h"
+#include "deltapush-json.h"
 #include "eacces-error.h"
 #include "deltapush-appversions.h"
 
@@ -16,9 +15,10 @@
    and the value is sent to every client that asks for it. */
 #define DELTAPUSH_APPVERSIONS_MAX_SIZE (64 * 1024)
 
-/* Check what the JSON parser lets through: it stops strings at NUL,
+/* Check what the 2.3 JSON parser lets through: it stops strings at NUL,
    copies raw control characters inside strings and doesn't look at the
-   encoding. RFC 8259 allows none of these. */
+   encoding. RFC 8259 allows none of these, and the file is refused the
+   same way with every Dovecot version. */
 static int
 deltapush_appversions_check_bytes(const unsigned char *data, size_t size,
 				  const char **error_r)
@@ -71,115 +71,79 @@ deltapush_appversions_check_bytes(const unsigned char *data, size_t size,
 	return 0;
 }
 
-static void deltapush_appversions_append_string(string_t *dest,
-						const char *value)
-{
-	str_append_c(dest, '"');
-	json_append_escaped(dest, value);
-	str_append_c(dest, '"');
-}
-
-/* Re-emit the parser's tokens without whitespace. Sets complete_r once a
-   whole top-level value was seen: the 2.3 parser reports no error for
-   input that stops inside a number, an atom or a string. */
+/* Re-emit the parser's nodes without whitespace. */
 static int
-deltapush_appversions_emit(struct json_parser *parser, string_t *dest,
-			   bool *complete_r, const char **error_r)
+deltapush_appversions_emit(struct deltapush_json_reader *reader,
+			   string_t *dest)
 {
-	enum json_type type;
-	const char *value;
-	unsigned int depth = 0;
-	/* a key or value follows an earlier member or element */
+	struct deltapush_json_node node;
+	/* a member or element follows an earlier one */
 	bool need_comma = FALSE;
+	int ret;
 
-	*complete_r = FALSE;
-	while (json_parse_next(parser, &type, &value) > 0) {
-		if (*complete_r) {
-			/* the parser rejects this itself; don't rely on it
-			   for emitting exactly one value */
-			*error_r = "JSON has data after the value";
-			return -1;
-		}
-		if (need_comma && type != JSON_TYPE_OBJECT_END &&
-		    type != JSON_TYPE_ARRAY_END)
+	while ((ret = deltapush_json_read(reader, &node)) > 0) {
+		if (need_comma && node.type != DELTAPUSH_JSON_OBJECT_END &&
+		    node.type != DELTAPUSH_JSON_ARRAY_END)
 			str_append_c(dest, ',');
 		need_comma = TRUE;
-
-		switch (type) {
-		case JSON_TYPE_OBJECT_KEY:
-			deltapush_appversions_append_string(dest, value);
+		if (node.name != NULL) {
+			deltapush_json_append_string(dest, node.name);
 			str_append_c(dest, ':');
-			need_comma = FALSE;
-			break;
-		case JSON_TYPE_OBJECT:
-			depth++;
+		}
+
+		switch (node.type) {
+		case DELTAPUSH_JSON_OBJECT:
 			str_append_c(dest, '{');
 			need_comma = FALSE;
 			break;
-		case JSON_TYPE_ARRAY:
-			depth++;
+		case DELTAPUSH_JSON_ARRAY:
 			str_append_c(dest, '[');
 			need_comma = FALSE;
 			break;
-		case JSON_TYPE_OBJECT_END:
-			i_assert(depth > 0);
-			depth--;
+		case DELTAPUSH_JSON_OBJECT_END:
 			str_append_c(dest, '}');
 			break;
-		case JSON_TYPE_ARRAY_END:
-			i_assert(depth > 0);
-			depth--;
+		case DELTAPUSH_JSON_ARRAY_END:
 			str_append_c(dest, ']');
 			break;
-		case JSON_TYPE_STRING:
-			deltapush_appversions_append_string(dest, value);
+		case DELTAPUSH_JSON_STRING:
+			deltapush_json_append_string(dest, node.value);
 			break;
-		case JSON_TYPE_NUMBER:
+		case DELTAPUSH_JSON_NUMBER:
 			/* kept as written: no float round trip */
-			str_append(dest, value);
+			str_append(dest, node.value);
 			break;
-		case JSON_TYPE_TRUE:
+		case DELTAPUSH_JSON_TRUE:
 			str_append(dest, "true");
 			break;
-		case JSON_TYPE_FALSE:
+		case DELTAPUSH_JSON_FALSE:
 			str_append(dest, "false");
 			break;
-		case JSON_TYPE_NULL:
+		case DELTAPUSH_JSON_NULL:
 			str_append(dest, "null");
 			break;
 		}
-		if (depth == 0)
-			*complete_r = TRUE;
 	}
-	return 0;
+	return ret;
 }
 
 int deltapush_appversions_compact(const unsigned char *data, size_t size,
 				  string_t *dest, const char **error_r)
 {
-	struct istream *input;
-	struct json_parser *parser;
+	struct deltapush_json_reader *reader;
 	const char *error;
 	size_t orig_len = str_len(dest);
-	bool complete;
 	int ret;
 
 	if (deltapush_appversions_check_bytes(data, size, error_r) < 0)
 		return -1;
 
-	input = i_stream_create_from_data(data, size);
-	/* any JSON value may be the document, not only an object */
-	parser = json_parser_init_flags(input, JSON_PARSER_NO_ROOT_OBJECT);
-	ret = deltapush_appversions_emit(parser, dest, &complete, error_r);
-	if (json_parser_deinit(&parser, &error) < 0) {
-		*error_r = t_strdup_printf("JSON syntax error: %s", error);
-		ret = -1;
-	} else if (ret == 0 && !complete) {
-		*error_r = "JSON value is incomplete";
+	reader = deltapush_json_reader_init(data, size);
+	ret = deltapush_appversions_emit(reader, dest);
+	if (deltapush_json_reader_deinit(&reader, &error) < 0) {
+		*error_r = t_strdup_printf("Invalid JSON: %s", error);
 		ret = -1;
 	}
-	i_stream_unref(&input);
-
 	if (ret < 0)
 		str_truncate(dest, orig_len);
 	return ret;

@@ -4,8 +4,7 @@
 #include "deltapush-common.h"
 #include "array.h"
 #include "str.h"
-#include "istream.h"
-#include "json-parser.h"
+#include "deltapush-json.h"
 #include "eacces-error.h"
 #include "deltapush-token.h"
 #include "deltapush-chatmail.h"
@@ -24,7 +23,7 @@
 #define DELTAPUSH_CHATMAIL_TIME_MAX_EXPONENT 100000000
 
 struct deltapush_chatmail_parser {
-	struct json_parser *json;
+	struct deltapush_json_reader *json;
 	pool_t pool;
 	time_t list_last_seen;
 	ARRAY_TYPE(deltapush_chatmail_token) *tokens;
@@ -32,35 +31,9 @@ struct deltapush_chatmail_parser {
 	unsigned int first_idx;
 	/* position of the next devicetoken entry, from 1 */
 	unsigned int next_index;
-	/* a structure error; syntax errors come from json_parser_deinit() */
+	/* a structure error; syntax errors come from the JSON reader */
 	const char *error;
 };
-
-static const char *deltapush_chatmail_json_type_name(enum json_type type)
-{
-	switch (type) {
-	case JSON_TYPE_OBJECT_KEY:
-		return "an object key";
-	case JSON_TYPE_OBJECT:
-		return "an object";
-	case JSON_TYPE_OBJECT_END:
-		return "the end of an object";
-	case JSON_TYPE_ARRAY:
-		return "a list";
-	case JSON_TYPE_ARRAY_END:
-		return "the end of a list";
-	case JSON_TYPE_STRING:
-		return "a string";
-	case JSON_TYPE_NUMBER:
-		return "a number";
-	case JSON_TYPE_TRUE:
-	case JSON_TYPE_FALSE:
-		return "a boolean";
-	case JSON_TYPE_NULL:
-		return "null";
-	}
-	i_unreached();
-}
 
 static inline bool deltapush_chatmail_is_digit(char c)
 {
@@ -159,13 +132,14 @@ deltapush_chatmail_add(struct deltapush_chatmail_parser *parser,
 	entry->error = p_strdup(parser->pool, error);
 }
 
-/* Skip the rest of a value whose start json_parse_next() returned. */
+/* Skip the rest of a value whose start was read. */
 static void
 deltapush_chatmail_skip_value(struct deltapush_chatmail_parser *parser,
-			      enum json_type type)
+			      const struct deltapush_json_node *node)
 {
-	if (type == JSON_TYPE_OBJECT || type == JSON_TYPE_ARRAY)
-		json_parse_skip(parser->json);
+	if (node->type == DELTAPUSH_JSON_OBJECT ||
+	    node->type == DELTAPUSH_JSON_ARRAY)
+		deltapush_json_skip(parser->json);
 }
 
 /* {"<token>": <time>, ...} after its '{'. Returns 0 at its '}', -1 on a
@@ -173,28 +147,27 @@ deltapush_chatmail_skip_value(struct deltapush_chatmail_parser *parser,
 static int
 deltapush_chatmail_parse_object(struct deltapush_chatmail_parser *parser)
 {
-	enum json_type type;
-	const char *value, *token;
+	struct deltapush_json_node node;
+	const char *token;
 
 	for (;;) {
-		if (json_parse_next(parser->json, &type, &value) <= 0)
+		if (deltapush_json_read(parser->json, &node) <= 0)
 			return -1;
-		if (type == JSON_TYPE_OBJECT_END)
+		if (node.type == DELTAPUSH_JSON_OBJECT_END)
 			return 0;
-		i_assert(type == JSON_TYPE_OBJECT_KEY);
-		token = t_strdup(value);
-
-		if (json_parse_next(parser->json, &type, &value) <= 0)
-			return -1;
-		if (type == JSON_TYPE_NUMBER) {
-			deltapush_chatmail_add(parser, token,
-				deltapush_chatmail_time_parse(value), NULL);
+		i_assert(node.name != NULL);
+		if (node.type == DELTAPUSH_JSON_NUMBER) {
+			deltapush_chatmail_add(parser, node.name,
+				deltapush_chatmail_time_parse(node.value),
+				NULL);
 			continue;
 		}
-		deltapush_chatmail_skip_value(parser, type);
+		/* skipping may reuse the name's memory */
+		token = t_strdup(node.name);
+		deltapush_chatmail_skip_value(parser, &node);
 		deltapush_chatmail_add(parser, token, 0, t_strdup_printf(
 			"Last seen time is %s, not a number",
-			deltapush_chatmail_json_type_name(type)));
+			deltapush_json_type_name(node.type)));
 	}
 }
 
@@ -203,51 +176,77 @@ deltapush_chatmail_parse_object(struct deltapush_chatmail_parser *parser)
 static int
 deltapush_chatmail_parse_list(struct deltapush_chatmail_parser *parser)
 {
-	enum json_type type;
-	const char *value;
+	struct deltapush_json_node node;
 
 	for (;;) {
-		if (json_parse_next(parser->json, &type, &value) <= 0)
+		if (deltapush_json_read(parser->json, &node) <= 0)
 			return -1;
-		if (type == JSON_TYPE_ARRAY_END)
+		if (node.type == DELTAPUSH_JSON_ARRAY_END)
 			return 0;
-		if (type == JSON_TYPE_STRING) {
-			deltapush_chatmail_add(parser, value,
+		if (node.type == DELTAPUSH_JSON_STRING) {
+			deltapush_chatmail_add(parser, node.value,
 					       parser->list_last_seen, NULL);
 			continue;
 		}
-		deltapush_chatmail_skip_value(parser, type);
+		deltapush_chatmail_skip_value(parser, &node);
 		deltapush_chatmail_add(parser, NULL, 0, t_strdup_printf(
 			"List entry is %s, not a token string",
-			deltapush_chatmail_json_type_name(type)));
+			deltapush_json_type_name(node.type)));
 	}
 }
 
-/* The devicetoken value. Returns 0 when it was read, -1 on a syntax or
-   structure error. */
+/* The devicetoken value, whose start is node. Returns 0 when it was
+   read, -1 on a syntax or structure error. */
 static int
-deltapush_chatmail_parse_devicetoken(struct deltapush_chatmail_parser *parser)
+deltapush_chatmail_parse_devicetoken(struct deltapush_chatmail_parser *parser,
+				     const struct deltapush_json_node *node)
 {
-	enum json_type type;
-	const char *value;
-
 	parser->next_index = 1;
-	if (json_parse_next(parser->json, &type, &value) <= 0)
-		return -1;
-	switch (type) {
-	case JSON_TYPE_OBJECT:
+	switch (node->type) {
+	case DELTAPUSH_JSON_OBJECT:
 		return deltapush_chatmail_parse_object(parser);
-	case JSON_TYPE_ARRAY:
+	case DELTAPUSH_JSON_ARRAY:
 		return deltapush_chatmail_parse_list(parser);
-	case JSON_TYPE_NULL:
+	case DELTAPUSH_JSON_NULL:
 		return 0;
 	default:
 		parser->error = t_strdup_printf(
 			"\"%s\" is %s, not an object or a list",
 			DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY,
-			deltapush_chatmail_json_type_name(type));
+			deltapush_json_type_name(node->type));
 		return -1;
 	}
+}
+
+/* The members of the root object. Returns 0 at the end of the input, -1
+   on a syntax or structure error. */
+static int
+deltapush_chatmail_parse_root(struct deltapush_chatmail_parser *parser)
+{
+	struct deltapush_json_node node;
+	int ret;
+
+	if ((ret = deltapush_json_read(parser->json, &node)) <= 0)
+		return -1;
+	if (node.type != DELTAPUSH_JSON_OBJECT) {
+		parser->error = t_strdup_printf(
+			"Invalid JSON: The document is %s, not an object",
+			deltapush_json_type_name(node.type));
+		return -1;
+	}
+	while ((ret = deltapush_json_read(parser->json, &node)) > 0) {
+		if (node.type == DELTAPUSH_JSON_OBJECT_END)
+			continue;
+		i_assert(node.name != NULL);
+		if (strcmp(node.name, DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY) == 0) {
+			if (deltapush_chatmail_parse_devicetoken(parser,
+								 &node) < 0)
+				return -1;
+		} else {
+			deltapush_chatmail_skip_value(parser, &node);
+		}
+	}
+	return ret;
 }
 
 int deltapush_chatmail_parse(const unsigned char *data, size_t size,
@@ -256,11 +255,9 @@ int deltapush_chatmail_parse(const unsigned char *data, size_t size,
 			     const char **error_r)
 {
 	struct deltapush_chatmail_parser parser;
-	struct istream *input;
-	enum json_type type;
-	const char *value, *error;
+	const char *error;
 	unsigned int count;
-	int ret = 0;
+	int ret;
 
 	i_zero(&parser);
 	parser.pool = pool;
@@ -268,19 +265,9 @@ int deltapush_chatmail_parse(const unsigned char *data, size_t size,
 	parser.tokens = tokens;
 	parser.first_idx = array_count(tokens);
 
-	input = i_stream_create_from_data(data, size);
-	/* The parser checks the root is an object and that it is complete
-	   (it only reports keys at the root level). */
-	parser.json = json_parser_init(input);
-	while (ret == 0 &&
-	       json_parse_next(parser.json, &type, &value) > 0) {
-		i_assert(type == JSON_TYPE_OBJECT_KEY);
-		if (strcmp(value, DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY) == 0)
-			ret = deltapush_chatmail_parse_devicetoken(&parser);
-		else
-			json_parse_skip_next(parser.json);
-	}
-	if (json_parser_deinit(&parser.json, &error) < 0 &&
+	parser.json = deltapush_json_reader_init(data, size);
+	ret = deltapush_chatmail_parse_root(&parser);
+	if (deltapush_json_reader_deinit(&parser.json, &error) < 0 &&
 	    parser.error == NULL) {
 		*error_r = t_strdup_printf("Invalid JSON: %s", error);
 		ret = -1;
@@ -289,10 +276,9 @@ int deltapush_chatmail_parse(const unsigned char *data, size_t size,
 		*error_r = parser.error;
 		ret = -1;
 	} else if (ret < 0) {
-		/* the parser stopped without saying why */
+		/* the reader stopped without saying why */
 		*error_r = "Invalid JSON";
 	}
-	i_stream_unref(&input);
 
 	if (ret < 0) {
 		count = array_count(tokens);

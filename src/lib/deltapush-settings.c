@@ -1,8 +1,8 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "strnum.h"
-#include "settings-parser.h"
 #include "deltapush-settings.h"
 
 struct deltapush_settings_reader {
@@ -42,8 +42,10 @@ deltapush_settings_time(struct deltapush_settings_reader *reader,
 
 	if (value == NULL)
 		value = default_value;
-	ret = msecs ? settings_get_time_msecs(value, value_r, &error) :
-		settings_get_time(value, value_r, &error);
+	if (msecs)
+		ret = deltapush_parse_interval_msecs(value, value_r, &error);
+	else
+		ret = deltapush_parse_interval(value, value_r, &error);
 	if (ret < 0) {
 		reader->error = t_strdup_printf("%s: %s", name, error);
 		return -1;
@@ -99,8 +101,8 @@ deltapush_settings_url(struct deltapush_settings_reader *reader,
 {
 	const char *value = deltapush_settings_str(reader, name, default_value);
 
-	if (value != NULL && !str_begins(value, "https://") &&
-	    !str_begins(value, "http://")) {
+	if (value != NULL && !str_begins_with(value, "https://") &&
+	    !str_begins_with(value, "http://")) {
 		reader->error = t_strdup_printf(
 			"%s: Invalid URL '%s' (expected http:// or https://)",
 			name, value);

@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "str.h"
 #include "write-full.h"
 #include "test-common.h"
@@ -116,51 +117,51 @@ static void test_appversions_compact_invalid(void)
 		TEST_INVALID("", "JSON is empty"),
 		TEST_INVALID(" \r\n\t \n", "JSON is empty"),
 		/* trailing garbage */
-		TEST_INVALID("{\"a\":1} x", "JSON syntax error"),
-		TEST_INVALID("[1] [2]", "JSON syntax error"),
-		TEST_INVALID("{\"a\":1}}", "JSON syntax error"),
-		TEST_INVALID("\"a\" \"b\"", "JSON syntax error"),
-		TEST_INVALID("42 x", "JSON syntax error"),
-		TEST_INVALID("truex", "JSON syntax error"),
-		TEST_INVALID("[1] // comment", "JSON syntax error"),
+		TEST_INVALID("{\"a\":1} x", "Invalid JSON"),
+		TEST_INVALID("[1] [2]", "Invalid JSON"),
+		TEST_INVALID("{\"a\":1}}", "Invalid JSON"),
+		TEST_INVALID("\"a\" \"b\"", "Invalid JSON"),
+		TEST_INVALID("42 x", "Invalid JSON"),
+		TEST_INVALID("truex", "Invalid JSON"),
+		TEST_INVALID("[1] // comment", "Invalid JSON"),
 		/* structure */
-		TEST_INVALID("{\"a\":1,}", "JSON syntax error"),
-		TEST_INVALID("[1,]", "JSON syntax error"),
-		TEST_INVALID("[,1]", "JSON syntax error"),
-		TEST_INVALID("{\"a\" 1}", "JSON syntax error"),
-		TEST_INVALID("{\"a\":}", "JSON syntax error"),
-		TEST_INVALID("{a:1}", "JSON syntax error"),
-		TEST_INVALID("{'a':1}", "JSON syntax error"),
-		TEST_INVALID("[1 2]", "JSON syntax error"),
-		TEST_INVALID("[1}", "JSON syntax error"),
-		TEST_INVALID("{\"a\":1 /* c */}", "JSON syntax error"),
-		TEST_INVALID("\xef\xbb\xbf{}", "JSON syntax error"),
+		TEST_INVALID("{\"a\":1,}", "Invalid JSON"),
+		TEST_INVALID("[1,]", "Invalid JSON"),
+		TEST_INVALID("[,1]", "Invalid JSON"),
+		TEST_INVALID("{\"a\" 1}", "Invalid JSON"),
+		TEST_INVALID("{\"a\":}", "Invalid JSON"),
+		TEST_INVALID("{a:1}", "Invalid JSON"),
+		TEST_INVALID("{'a':1}", "Invalid JSON"),
+		TEST_INVALID("[1 2]", "Invalid JSON"),
+		TEST_INVALID("[1}", "Invalid JSON"),
+		TEST_INVALID("{\"a\":1 /* c */}", "Invalid JSON"),
+		TEST_INVALID("\xef\xbb\xbf{}", "Invalid JSON"),
 		/* truncated */
-		TEST_INVALID("[", "JSON syntax error"),
-		TEST_INVALID("{", "JSON syntax error"),
-		TEST_INVALID("[1", "JSON syntax error"),
-		TEST_INVALID("{\"a\":[1,2]", "JSON syntax error"),
-		TEST_INVALID("[\"abc", "JSON value is incomplete"),
-		TEST_INVALID("\"abc", "JSON value is incomplete"),
-		TEST_INVALID("1.", "JSON value is incomplete"),
-		TEST_INVALID("-", "JSON value is incomplete"),
-		TEST_INVALID("1e", "JSON value is incomplete"),
-		TEST_INVALID("nul", "JSON value is incomplete"),
+		TEST_INVALID("[", "Invalid JSON"),
+		TEST_INVALID("{", "Invalid JSON"),
+		TEST_INVALID("[1", "Invalid JSON"),
+		TEST_INVALID("{\"a\":[1,2]", "Invalid JSON"),
+		TEST_INVALID("[\"abc", "Invalid JSON"),
+		TEST_INVALID("\"abc", "Invalid JSON"),
+		TEST_INVALID("1.", "Invalid JSON"),
+		TEST_INVALID("-", "Invalid JSON"),
+		TEST_INVALID("1e", "Invalid JSON"),
+		TEST_INVALID("nul", "Invalid JSON"),
 		/* numbers and atoms */
-		TEST_INVALID("[01]", "JSON syntax error"),
-		TEST_INVALID("[.5]", "JSON syntax error"),
-		TEST_INVALID("[+1]", "JSON syntax error"),
-		TEST_INVALID("[1.e5]", "JSON syntax error"),
-		TEST_INVALID("[1e]", "JSON syntax error"),
-		TEST_INVALID("[NaN]", "JSON syntax error"),
-		TEST_INVALID("[Infinity]", "JSON syntax error"),
-		TEST_INVALID("[True]", "JSON syntax error"),
+		TEST_INVALID("[01]", "Invalid JSON"),
+		TEST_INVALID("[.5]", "Invalid JSON"),
+		TEST_INVALID("[+1]", "Invalid JSON"),
+		TEST_INVALID("[1.e5]", "Invalid JSON"),
+		TEST_INVALID("[1e]", "Invalid JSON"),
+		TEST_INVALID("[NaN]", "Invalid JSON"),
+		TEST_INVALID("[Infinity]", "Invalid JSON"),
+		TEST_INVALID("[True]", "Invalid JSON"),
 		/* strings */
-		TEST_INVALID("[\"\\x\"]", "JSON syntax error"),
-		TEST_INVALID("[\"\\u00zz\"]", "JSON syntax error"),
-		TEST_INVALID("[\"\\u0000\"]", "JSON syntax error"),
-		TEST_INVALID("[\"\\ud800\"]", "JSON syntax error"),
-		TEST_INVALID("[\"\\ude00\"]", "JSON syntax error"),
+		TEST_INVALID("[\"\\x\"]", "Invalid JSON"),
+		TEST_INVALID("[\"\\u00zz\"]", "Invalid JSON"),
+		TEST_INVALID("[\"\\u0000\"]", "Invalid JSON"),
+		TEST_INVALID("[\"\\ud800\"]", "Invalid JSON"),
+		TEST_INVALID("[\"\\ude00\"]", "Invalid JSON"),
 		TEST_INVALID("[\"a\nb\"]", "unescaped control character 0x0a"),
 		TEST_INVALID("[\n\"a\tb\"]",
 			     "unescaped control character 0x09 at line 2"),
@@ -173,7 +174,7 @@ static void test_appversions_compact_invalid(void)
 		TEST_INVALID("[\"a\0b\"]", "NUL byte at line 1"),
 		TEST_INVALID("[1]\n\0", "NUL byte at line 2"),
 		TEST_INVALID("\0", "NUL byte"),
-		TEST_INVALID("[1\x01]", "JSON syntax error"),
+		TEST_INVALID("[1\x01]", "Invalid JSON"),
 	};
 	string_t *dest = t_str_new(256);
 	const char *error;
@@ -240,7 +241,7 @@ static void test_appversions_read(void)
 					       &json, &error) == -1);
 	test_assert(error != NULL &&
 		    strstr(error, TEST_JSON_PATH) != NULL &&
-		    strstr(error, "JSON syntax error") != NULL);
+		    strstr(error, "Invalid JSON") != NULL);
 	i_unlink(TEST_JSON_PATH);
 
 	i_unlink_if_exists(TEST_MISSING_PATH);
@@ -254,7 +255,7 @@ static void test_appversions_read(void)
 	/* a directory opens fine but can't be read */
 	error = NULL;
 	test_assert(deltapush_appversions_read(".", pool, &json, &error) == -1);
-	test_assert(error != NULL && str_begins(error, "read(.) failed"));
+	test_assert(error != NULL && str_begins_with(error, "read(.) failed"));
 
 	pool_unref(&pool);
 	test_end();

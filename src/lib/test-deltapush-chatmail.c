@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "array.h"
 #include "str.h"
 #include "write-full.h"
@@ -239,7 +240,7 @@ static void test_chatmail_parse_invalid(void)
 		/* not a JSON object */
 		TEST_INVALID("", "Invalid JSON"),
 		TEST_INVALID(" \n", "Invalid JSON"),
-		TEST_INVALID("[]", "Invalid JSON: Object doesn't begin"),
+		TEST_INVALID("[]", "Invalid JSON: The document is a list, not an object"),
 		TEST_INVALID("[{\"devicetoken\": []}]", "Invalid JSON"),
 		TEST_INVALID("\"devicetoken\"", "Invalid JSON"),
 		TEST_INVALID("5", "Invalid JSON"),
@@ -368,7 +369,7 @@ static void test_chatmail_read(void)
 	error = NULL;
 	test_assert(deltapush_chatmail_read(TEST_FILE, pool, &tokens,
 					    &error) == -1);
-	test_assert(error != NULL && str_begins(error, TEST_FILE ": ") &&
+	test_assert(error != NULL && str_begins_with(error, TEST_FILE ": ") &&
 		    strstr(error, "Invalid JSON") != NULL);
 	test_assert(array_count(&tokens) == 2);
 

@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "test-common.h"
 #include "deltapush-settings.h"
 
@@ -40,7 +41,7 @@ static const char *test_getenv(const char *name, void *context)
 	struct test_env *env = context;
 	unsigned int i;
 
-	if (!str_begins(name, "deltapush_"))
+	if (!str_begins_with(name, "deltapush_"))
 		env->foreign_lookups++;
 	for (i = 0; env->pairs[i] != NULL; i += 2) {
 		if (strcmp(env->pairs[i], name) == 0)
@@ -135,29 +136,29 @@ static void test_deltapush_settings_defaults(void)
 	test_end();
 }
 
-enum setting_type {
-	SETTING_STR,
-	SETTING_UINT,
-	SETTING_BOOL,
+enum test_setting_type {
+	TEST_SETTING_STR,
+	TEST_SETTING_UINT,
+	TEST_SETTING_BOOL,
 };
 
 struct setting_case {
 	const char *name;
 	const char *value;
-	enum setting_type type;
+	enum test_setting_type type;
 	size_t offset;
 	const char *str;
 	unsigned int num;
 };
 
 #define SET_STR(name, field, value, expected) \
-	{ name, value, SETTING_STR, \
+	{ name, value, TEST_SETTING_STR, \
 	  offsetof(struct deltapush_settings, field), expected, 0 }
 #define SET_NUM(name, field, value, expected) \
-	{ name, value, SETTING_UINT, \
+	{ name, value, TEST_SETTING_UINT, \
 	  offsetof(struct deltapush_settings, field), NULL, expected }
 #define SET_BOOL(name, field, value, expected) \
-	{ name, value, SETTING_BOOL, \
+	{ name, value, TEST_SETTING_BOOL, \
 	  offsetof(struct deltapush_settings, field), NULL, expected }
 
 static const struct setting_case custom_cases[] = {
@@ -248,15 +249,15 @@ static void test_deltapush_settings_custom(void)
 		}
 		field = CONST_PTR_OFFSET(set, c->offset);
 		switch (c->type) {
-		case SETTING_STR:
+		case TEST_SETTING_STR:
 			test_assert_strcmp_idx(*(const char *const *)field,
 					       c->str, i);
 			break;
-		case SETTING_UINT:
+		case TEST_SETTING_UINT:
 			test_assert_idx(*(const unsigned int *)field ==
 					c->num, i);
 			break;
-		case SETTING_BOOL:
+		case TEST_SETTING_BOOL:
 			test_assert_idx(*(const bool *)field ==
 					(c->num != 0), i);
 			break;
@@ -369,7 +370,7 @@ static void test_deltapush_settings_invalid(void)
 		/* The error starts with the setting's name, so the operator
 		   knows which line of dovecot.conf to fix */
 		test_assert_idx(error != NULL &&
-				str_begins(error, t_strconcat(
+				str_begins_with(error, t_strconcat(
 					invalid_cases[i].name, ":", NULL)), i);
 		pool_unref(&pool);
 	}
@@ -409,7 +410,7 @@ static void test_deltapush_settings_invalid_among_valid(void)
 		test_assert_idx(test_parse(pool, pairs, &set, &error) == -1,
 				i);
 		test_assert_idx(error != NULL &&
-				str_begins(error, t_strconcat(
+				str_begins_with(error, t_strconcat(
 					invalid_cases[i].name, ":", NULL)), i);
 		pool_unref(&pool);
 	}

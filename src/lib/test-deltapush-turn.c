@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "str.h"
 #include "buffer.h"
 #include "base64.h"
@@ -160,7 +161,7 @@ static void test_turn_value(void)
 	value = deltapush_turn_value("turn.example.org:3478",
 				     (const unsigned char *)"south", 5,
 				     1700000000, 86400);
-	test_assert(str_begins(value, "turn.example.org:3478:1700086400:"));
+	test_assert(str_begins_with(value, "turn.example.org:3478:1700086400:"));
 	test_assert(strcmp(value, "turn.example.org:3478:1700086400:"
 			   "K+RlgFj3QLvB7WAVHfjfgMgyBeA=") != 0);
 	test_end();
@@ -275,7 +276,7 @@ static void test_turn_read_secret_invalid(void)
 	error = NULL;
 	test_assert(deltapush_turn_read_secret(".", pool,
 					       &secret, &error) == -1);
-	test_assert(error != NULL && str_begins(error, "read(.) failed"));
+	test_assert(error != NULL && str_begins_with(error, "read(.) failed"));
 
 	pool_unref(&pool);
 	test_end();

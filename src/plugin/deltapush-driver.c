@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "mail-storage.h"
 #include "mail-user.h"
 #include "message-address.h"
@@ -40,8 +41,8 @@ static bool deltapush_auto_submitted(struct mail *mail)
 	/* RFC 3834: anything but "no" marks an automatic message; the
 	   keywords we skip are the two it defines. */
 	value = t_str_lcase(t_str_trim(value, " \t"));
-	return str_begins(value, "auto-replied") ||
-		str_begins(value, "auto-generated");
+	return str_begins_with(value, "auto-replied") ||
+		str_begins_with(value, "auto-generated");
 }
 
 static bool deltapush_from_self(struct mail *mail, const char *username)
@@ -92,10 +93,18 @@ static const struct push_notification_event deltapush_event = {
 	},
 };
 
+#if DOVECOT_PREREQ(2, 4, 0)
+/* 2.4: "push_notification deltapush { }"; the settings are our own */
+static int
+deltapush_driver_init_user(struct mail_user *user, pool_t pool ATTR_UNUSED,
+			   const char *name ATTR_UNUSED, void **context,
+			   const char **error_r)
+#else
 static int
 deltapush_driver_init_user(struct push_notification_driver_config *config ATTR_UNUSED,
 			   struct mail_user *user, pool_t pool ATTR_UNUSED,
 			   void **context, const char **error_r)
+#endif
 {
 	struct deltapush_user *duser;
 
@@ -116,7 +125,8 @@ static bool deltapush_driver_begin_txn(struct push_notification_driver_txn *dtxn
 			"skipping its transaction", vname);
 		return FALSE;
 	}
-	push_notification_event_init(dtxn, DELTAPUSH_EVENT_NAME, NULL);
+	push_notification_event_init(dtxn, DELTAPUSH_EVENT_NAME, NULL
+				     DELTAPUSH_PN_LOG_EVENT(duser->event));
 	dtxn->context = p_new(dtxn->ptxn->pool, struct deltapush_driver_txn, 1);
 	return TRUE;
 }

@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "deltapush-compat.h"
 #include "array.h"
 #include "ioloop.h"
 #include "str.h"
@@ -194,7 +195,7 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 		ret = -1;
 	else array_foreach(&tokens, token) {
 		if (request->token == NULL ||
-		    str_begins(token->token, request->token))
+		    str_begins_with(token->token, request->token))
 			array_push_back(&removed, &token);
 	}
 	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
