@@ -82,16 +82,16 @@ static void test_deltapush_protocol_request_exact(void)
 		struct deltapush_request request;
 		const char *line;
 	} cases[] = {
-		{ { DELTAPUSH_REQUEST_REGISTER, "bob", "tok" },
+		{ { DELTAPUSH_REQUEST_REGISTER, "bob", "tok", 0 },
 		  "REGISTER\tbob\ttok\n" },
-		{ { DELTAPUSH_REQUEST_LIST, "bob", NULL }, "LIST\tbob\n" },
-		{ { DELTAPUSH_REQUEST_FORGET, "bob", NULL }, "FORGET\tbob\n" },
-		{ { DELTAPUSH_REQUEST_NOTIFY, "bob", NULL }, "NOTIFY\tbob\n" },
+		{ { DELTAPUSH_REQUEST_LIST, "bob", NULL, 0 }, "LIST\tbob\n" },
+		{ { DELTAPUSH_REQUEST_FORGET, "bob", NULL, 0 }, "FORGET\tbob\n" },
+		{ { DELTAPUSH_REQUEST_NOTIFY, "bob", NULL, 0 }, "NOTIFY\tbob\n" },
 		/* A token given to another command is not sent */
-		{ { DELTAPUSH_REQUEST_LIST, "bob", "tok" }, "LIST\tbob\n" },
+		{ { DELTAPUSH_REQUEST_LIST, "bob", "tok", 0 }, "LIST\tbob\n" },
 		/* The escaping is str_tabescape()'s, which the other side
 		   (and anyone speaking the protocol by hand) undoes */
-		{ { DELTAPUSH_REQUEST_REGISTER, "a\tb", "c\nd\re\001f" },
+		{ { DELTAPUSH_REQUEST_REGISTER, "a\tb", "c\nd\re\001f", 0 },
 		  "REGISTER\ta\001tb\tc\001nd\001re\0011f\n" },
 	};
 	string_t *str = t_str_new(128);
@@ -207,12 +207,12 @@ static void test_deltapush_protocol_request_all_bytes(void)
 static void test_deltapush_protocol_request_stream(void)
 {
 	static const struct deltapush_request requests[] = {
-		{ DELTAPUSH_REQUEST_REGISTER, "alice", "a\r" },
-		{ DELTAPUSH_REQUEST_NOTIFY, "bob\r", NULL },
-		{ DELTAPUSH_REQUEST_LIST, "line\none", NULL },
-		{ DELTAPUSH_REQUEST_FORGET, "\n", NULL },
-		{ DELTAPUSH_REQUEST_REGISTER, "\t", "\r\n" },
-		{ DELTAPUSH_REQUEST_NOTIFY, "last", NULL },
+		{ DELTAPUSH_REQUEST_REGISTER, "alice", "a\r", 0 },
+		{ DELTAPUSH_REQUEST_NOTIFY, "bob\r", NULL, 0 },
+		{ DELTAPUSH_REQUEST_LIST, "line\none", NULL, 0 },
+		{ DELTAPUSH_REQUEST_FORGET, "\n", NULL, 0 },
+		{ DELTAPUSH_REQUEST_REGISTER, "\t", "\r\n", 0 },
+		{ DELTAPUSH_REQUEST_NOTIFY, "last", NULL, 0 },
 	};
 	string_t *buf = t_str_new(256);
 	struct istream *input;
