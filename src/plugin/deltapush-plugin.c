@@ -5,7 +5,7 @@
 #include "mail-storage-hooks.h"
 #include "mail-storage-settings.h"
 #include "deltapush-common.h"
-#include "deltapush-settings.h"
+#include "deltapush-dovecot-settings.h"
 #include "deltapush-client.h"
 #include "deltapush-attributes.h"
 #include "deltapush-server-entries.h"
@@ -19,6 +19,16 @@ struct deltapush_user_module deltapush_user_module =
 	MODULE_CONTEXT_INIT(&mail_user_module_register);
 static struct module *deltapush_module;
 
+#if DOVECOT_PREREQ(2, 4, 0)
+static int
+deltapush_user_settings_read(struct mail_user *user,
+			     const struct deltapush_settings **set_r,
+			     const char **error_r)
+{
+	return deltapush_dovecot_settings_get(user->event, user->pool,
+					      set_r, error_r);
+}
+#else
 static const char *
 deltapush_user_getenv(const char *name, void *context)
 {
@@ -26,6 +36,16 @@ deltapush_user_getenv(const char *name, void *context)
 
 	return mail_user_plugin_getenv(user, name);
 }
+
+static int
+deltapush_user_settings_read(struct mail_user *user,
+			     const struct deltapush_settings **set_r,
+			     const char **error_r)
+{
+	return deltapush_settings_parse(user->pool, deltapush_user_getenv,
+					user, set_r, error_r);
+}
+#endif
 
 static void deltapush_user_deinit(struct mail_user *user)
 {
@@ -51,8 +71,7 @@ static struct deltapush_user *deltapush_user_init(struct mail_user *user)
 	event_add_category(duser->event, &event_category_deltapush);
 	event_set_append_log_prefix(duser->event, "deltapush: ");
 
-	if (deltapush_settings_parse(user->pool, deltapush_user_getenv, user,
-				     &duser->set, &error) < 0) {
+	if (deltapush_user_settings_read(user, &duser->set, &error) < 0) {
 		duser->set_error = p_strdup_printf(user->pool,
 			"Invalid settings: %s", error);
 		e_error(duser->event, "%s", duser->set_error);

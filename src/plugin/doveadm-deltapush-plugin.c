@@ -7,7 +7,7 @@
 #include "doveadm-cmd.h"
 #include "doveadm-print.h"
 #include "doveadm-settings.h"
-#include "deltapush-settings.h"
+#include "deltapush-dovecot-settings.h"
 #include "deltapush-protocol.h"
 #include "deltapush-client.h"
 #include "deltapush-token.h"
@@ -24,6 +24,17 @@
 
 const char *doveadm_deltapush_plugin_version = DOVECOT_ABI_VERSION;
 
+#if DOVECOT_PREREQ(2, 4, 0)
+static int
+doveadm_deltapush_settings_read(struct doveadm_cmd_context *cctx,
+				const struct deltapush_settings **set_r,
+				const char **error_r)
+{
+	return deltapush_dovecot_settings_get(cctx->set_event,
+					      pool_datastack_create(),
+					      set_r, error_r);
+}
+#else
 static const char *doveadm_deltapush_getenv(const char *name,
 					    void *context ATTR_UNUSED)
 {
@@ -40,18 +51,28 @@ static const char *doveadm_deltapush_getenv(const char *name,
 	return NULL;
 }
 
+static int
+doveadm_deltapush_settings_read(struct doveadm_cmd_context *cctx ATTR_UNUSED,
+				const struct deltapush_settings **set_r,
+				const char **error_r)
+{
+	return deltapush_settings_parse(pool_datastack_create(),
+					doveadm_deltapush_getenv, NULL,
+					set_r, error_r);
+}
+#endif
+
 /* Read the deltapush_* settings and find the service's socket. On
    failure print the error, set the exit code and return -1. */
 static int
-doveadm_deltapush_settings_get(const struct deltapush_settings **set_r,
+doveadm_deltapush_settings_get(struct doveadm_cmd_context *cctx,
+			       const struct deltapush_settings **set_r,
 			       const char **socket_path_r)
 {
 	const struct deltapush_settings *set;
 	const char *error;
 
-	if (deltapush_settings_parse(pool_datastack_create(),
-				     doveadm_deltapush_getenv, NULL, &set,
-				     &error) < 0) {
+	if (doveadm_deltapush_settings_read(cctx, &set, &error) < 0) {
 		i_error("Invalid settings: %s", error);
 		doveadm_exit_code = EX_CONFIG;
 		return -1;
@@ -85,12 +106,13 @@ doveadm_deltapush_send(const char *socket_path,
 /* Send one request; on failure print the error and set the exit code.
    Returns the reply's fields or NULL. */
 static const char *const *
-doveadm_deltapush_request(const struct deltapush_request *request)
+doveadm_deltapush_request(struct doveadm_cmd_context *cctx,
+			  const struct deltapush_request *request)
 {
 	const struct deltapush_settings *set;
 	const char *path;
 
-	if (doveadm_deltapush_settings_get(&set, &path) < 0)
+	if (doveadm_deltapush_settings_get(cctx, &set, &path) < 0)
 		return NULL;
 	return doveadm_deltapush_send(path, request);
 }
@@ -100,7 +122,7 @@ static const char *doveadm_deltapush_time(time_t t)
 	return t == 0 ? "-" : t_strflocaltime("%Y-%m-%d %H:%M:%S", t);
 }
 
-static void cmd_deltapush_status(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+static void cmd_deltapush_status(struct doveadm_cmd_context *cctx)
 {
 	struct deltapush_request request = {
 		.type = DELTAPUSH_REQUEST_STATUS,
@@ -108,7 +130,7 @@ static void cmd_deltapush_status(struct doveadm_cmd_context *cctx ATTR_UNUSED)
 	const char *const *fields;
 	unsigned int i;
 
-	if ((fields = doveadm_deltapush_request(&request)) == NULL)
+	if ((fields = doveadm_deltapush_request(cctx, &request)) == NULL)
 		return;
 
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -150,7 +172,7 @@ static void cmd_deltapush_list(struct doveadm_cmd_context *cctx)
 
 	if (!doveadm_deltapush_get_user(cctx, TRUE, &request.user))
 		return;
-	if ((fields = doveadm_deltapush_request(&request)) == NULL)
+	if ((fields = doveadm_deltapush_request(cctx, &request)) == NULL)
 		return;
 
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -189,7 +211,7 @@ static void cmd_deltapush_forget(struct doveadm_cmd_context *cctx)
 	if (!doveadm_cmd_param_str(cctx, "token-prefix", &request.token) ||
 	    request.token[0] == '\0')
 		request.token = NULL;
-	if ((fields = doveadm_deltapush_request(&request)) == NULL)
+	if ((fields = doveadm_deltapush_request(cctx, &request)) == NULL)
 		return;
 
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -206,7 +228,7 @@ static void cmd_deltapush_flush(struct doveadm_cmd_context *cctx)
 
 	if (!doveadm_deltapush_get_user(cctx, FALSE, &request.user))
 		return;
-	if ((fields = doveadm_deltapush_request(&request)) == NULL)
+	if ((fields = doveadm_deltapush_request(cctx, &request)) == NULL)
 		return;
 
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
@@ -392,7 +414,8 @@ static void cmd_deltapush_import_chatmail(struct doveadm_cmd_context *cctx)
 		return;
 	}
 	i_zero(&ctx);
-	if (doveadm_deltapush_settings_get(&ctx.set, &ctx.socket_path) < 0)
+	if (doveadm_deltapush_settings_get(cctx, &ctx.set,
+					   &ctx.socket_path) < 0)
 		return;
 	/* one clock for the whole run: every file is judged alike */
 	ctx.now = time(NULL);

@@ -7,10 +7,12 @@
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
-#include "mail-storage-settings.h"
-#include "mail-user.h"
+#if !DOVECOT_PREREQ(2, 4, 0)
+#  include "mail-storage-settings.h"
+#  include "mail-user.h"
+#endif
 #include "deltapush-common.h"
-#include "deltapush-settings.h"
+#include "deltapush-dovecot-settings.h"
 #include "deltapush-store.h"
 #include "deltapush-http.h"
 #include "deltapush-sender.h"
@@ -37,6 +39,33 @@ static ino_t deltapush_db_ino;
 /* The last error opening it; NULL while it is open */
 static char *deltapush_db_error;
 
+/* deltapush_db defaults to a file in the service's state_dir. */
+static void deltapush_service_set_db_path(pool_t pool, const char *state_dir)
+{
+	struct deltapush_settings *set;
+
+	if (deltapush_set->db_path != NULL)
+		return;
+	set = p_new(pool, struct deltapush_settings, 1);
+	*set = *deltapush_set;
+	set->db_path = p_strconcat(pool, state_dir,
+				   "/" DELTAPUSH_DEFAULT_DB_NAME, NULL);
+	deltapush_set = set;
+}
+
+#if DOVECOT_PREREQ(2, 4, 0)
+static void deltapush_service_read_settings(pool_t pool)
+{
+	struct event *event = master_service_get_event(master_service);
+	const char *error;
+
+	if (deltapush_dovecot_settings_get(event, pool, &deltapush_set,
+					   &error) < 0)
+		i_fatal("Invalid settings: %s", error);
+	deltapush_service_set_db_path(pool,
+		master_service_get_service_settings(master_service)->state_dir);
+}
+#else
 static const char *deltapush_service_getenv(const char *name, void *context)
 {
 	const struct mail_user_settings *user_set = context;
@@ -55,7 +84,6 @@ static void deltapush_service_read_settings(pool_t pool)
 	struct master_service_settings_input input;
 	struct master_service_settings_output output;
 	const struct mail_user_settings *user_set;
-	struct deltapush_settings *set;
 	const char *error;
 
 	i_zero(&input);
@@ -70,15 +98,10 @@ static void deltapush_service_read_settings(pool_t pool)
 				     (void *)user_set, &deltapush_set,
 				     &error) < 0)
 		i_fatal("Invalid settings: %s", error);
-	if (deltapush_set->db_path == NULL) {
-		set = p_new(pool, struct deltapush_settings, 1);
-		*set = *deltapush_set;
-		set->db_path = p_strconcat(pool,
-			master_service_settings_get(master_service)->state_dir,
-			"/" DELTAPUSH_DEFAULT_DB_NAME, NULL);
-		deltapush_set = set;
-	}
+	deltapush_service_set_db_path(pool,
+		master_service_settings_get(master_service)->state_dir);
 }
+#endif
 
 static void deltapush_prune(void *context ATTR_UNUSED)
 {
@@ -288,6 +311,17 @@ int main(int argc, char *argv[])
 	master_service = master_service_init("deltapush", 0, &argc, &argv, "");
 	if (master_getopt(master_service) > 0)
 		return FATAL_DEFAULT;
+#if DOVECOT_PREREQ(2, 4, 0)
+	/* 2.4: the log settings come with the rest of the configuration;
+	   ours are looked up from it in main_init() */
+	T_BEGIN {
+		const char *error;
+
+		if (master_service_settings_read_simple(master_service,
+							&error) < 0)
+			i_fatal("%s", error);
+	} T_END;
+#endif
 	master_service_init_log(master_service);
 
 	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);

@@ -1,0 +1,154 @@
+/* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
+
+#include "lib.h"
+#include "deltapush-dovecot-settings.h"
+
+#if DOVECOT_PREREQ(2, 4, 0)
+#include "settings.h"
+
+/* Every key is a plain string, empty by default: deltapush_settings_parse()
+   applies the defaults and checks the values, the same code as on 2.3, so
+   "empty = unset", defaults and error messages stay the same. */
+struct deltapush_dovecot_settings {
+	pool_t pool;
+
+	const char *deltapush_notify_url;
+	const char *deltapush_db;
+	const char *deltapush_token_ttl;
+	const char *deltapush_ca_file;
+	const char *deltapush_max_parallel;
+	const char *deltapush_http_timeout;
+	const char *deltapush_debounce;
+	const char *deltapush_retry_base;
+	const char *deltapush_retry_deadline;
+	const char *deltapush_socket;
+	const char *deltapush_service_timeout;
+	const char *deltapush_mailboxes;
+	const char *deltapush_skip_self;
+	const char *deltapush_skip_auto_submitted;
+	const char *deltapush_max_smtp_recipients;
+	const char *deltapush_iroh_relay;
+	const char *deltapush_turn_server;
+	const char *deltapush_turn_secret_file;
+	const char *deltapush_turn_ttl;
+	const char *deltapush_appversions_file;
+};
+
+#undef DEF
+#define DEF(name) \
+	SETTING_DEFINE_STRUCT_STR_NOVARS(#name, name, \
+		struct deltapush_dovecot_settings)
+
+static const struct setting_define deltapush_dovecot_setting_defines[] = {
+	DEF(deltapush_notify_url),
+	DEF(deltapush_db),
+	DEF(deltapush_token_ttl),
+	DEF(deltapush_ca_file),
+	DEF(deltapush_max_parallel),
+	DEF(deltapush_http_timeout),
+	DEF(deltapush_debounce),
+	DEF(deltapush_retry_base),
+	DEF(deltapush_retry_deadline),
+	DEF(deltapush_socket),
+	DEF(deltapush_service_timeout),
+	DEF(deltapush_mailboxes),
+	DEF(deltapush_skip_self),
+	DEF(deltapush_skip_auto_submitted),
+	DEF(deltapush_max_smtp_recipients),
+	DEF(deltapush_iroh_relay),
+	DEF(deltapush_turn_server),
+	DEF(deltapush_turn_secret_file),
+	DEF(deltapush_turn_ttl),
+	DEF(deltapush_appversions_file),
+
+	SETTING_DEFINE_LIST_END
+};
+
+static const struct deltapush_dovecot_settings
+deltapush_dovecot_default_settings = {
+	.deltapush_notify_url = "",
+	.deltapush_db = "",
+	.deltapush_token_ttl = "",
+	.deltapush_ca_file = "",
+	.deltapush_max_parallel = "",
+	.deltapush_http_timeout = "",
+	.deltapush_debounce = "",
+	.deltapush_retry_base = "",
+	.deltapush_retry_deadline = "",
+	.deltapush_socket = "",
+	.deltapush_service_timeout = "",
+	.deltapush_mailboxes = "",
+	.deltapush_skip_self = "",
+	.deltapush_skip_auto_submitted = "",
+	.deltapush_max_smtp_recipients = "",
+	.deltapush_iroh_relay = "",
+	.deltapush_turn_server = "",
+	.deltapush_turn_secret_file = "",
+	.deltapush_turn_ttl = "",
+	.deltapush_appversions_file = "",
+};
+
+static bool
+deltapush_dovecot_settings_check(void *set, pool_t pool, const char **error_r);
+
+const struct setting_parser_info deltapush_setting_parser_info = {
+	.name = "deltapush",
+
+	.defines = deltapush_dovecot_setting_defines,
+	.defaults = &deltapush_dovecot_default_settings,
+
+	.struct_size = sizeof(struct deltapush_dovecot_settings),
+	.pool_offset1 = 1 + offsetof(struct deltapush_dovecot_settings, pool),
+	.check_func = deltapush_dovecot_settings_check,
+};
+
+static const char *
+deltapush_dovecot_settings_getenv(const char *name, void *context)
+{
+	const struct deltapush_dovecot_settings *set = context;
+	const struct setting_parser_info *info =
+		&deltapush_setting_parser_info;
+	unsigned int idx;
+
+	if (!setting_parser_info_find_key(info, name, &idx))
+		i_panic("deltapush setting %s is not declared", name);
+	i_assert(info->defines[idx].type == SET_STR_NOVARS);
+	return *(const char *const *)
+		CONST_PTR_OFFSET(set, info->defines[idx].offset);
+}
+
+/* Run by the config process (so doveconf and the start refuse an invalid
+   value, naming it) and by every settings_get(). */
+static bool
+deltapush_dovecot_settings_check(void *set, pool_t pool ATTR_UNUSED,
+				 const char **error_r)
+{
+	const struct deltapush_settings *parsed;
+	pool_t parse_pool;
+	int ret;
+
+	parse_pool = pool_alloconly_create("deltapush settings check", 1024);
+	ret = deltapush_settings_parse(parse_pool,
+				       deltapush_dovecot_settings_getenv, set,
+				       &parsed, error_r);
+	pool_unref(&parse_pool);
+	return ret == 0;
+}
+
+int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
+				   const struct deltapush_settings **set_r,
+				   const char **error_r)
+{
+	const struct deltapush_dovecot_settings *set;
+	int ret;
+
+	if (settings_get(event, &deltapush_setting_parser_info, 0,
+			 &set, error_r) < 0)
+		return -1;
+	/* the parsed settings are copied into pool */
+	ret = deltapush_settings_parse(pool, deltapush_dovecot_settings_getenv,
+				       (void *)set, set_r, error_r);
+	settings_free(set);
+	return ret;
+}
+#endif

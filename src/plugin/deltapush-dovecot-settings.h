@@ -1,0 +1,26 @@
+#ifndef DELTAPUSH_DOVECOT_SETTINGS_H
+#define DELTAPUSH_DOVECOT_SETTINGS_H
+
+/* The deltapush_* settings as Dovecot hands them over. 2.3: the plugin {}
+   block, read by each user through its own getenv (mail user, doveadm,
+   service). 2.4: a settings struct of our own, declared by the settings
+   module lib30_deltapush_settings.so so that the config process knows
+   and checks the keys, and looked up with settings_get(). Either way the
+   values go through deltapush_settings_parse(). */
+
+#include "deltapush-settings.h"
+
+#if DOVECOT_PREREQ(2, 4, 0)
+#include "settings-parser.h"
+
+extern const struct setting_parser_info deltapush_setting_parser_info;
+
+/* Read and parse the settings that apply to event (the mail user's, the
+   doveadm command's, the service's). Returns 0 on success, -1 with
+   error_r naming the setting or saying why they couldn't be read. */
+int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
+				   const struct deltapush_settings **set_r,
+				   const char **error_r);
+#endif
+
+#endif
