@@ -51,7 +51,8 @@ make_root() {
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 			debootstrap >/dev/null; } || return 1
 	echo "== making a Debian 13 root in $root (debootstrap, once)"
-	rm -rf "$root"
+	umount_all
+	rm -rf --one-file-system "$root"
 	mkdir -p "$cache"
 	debootstrap --variant=minbase --include=ca-certificates "$suite" \
 		"$root" "$(mirror)" >"$cache/debootstrap.log" 2>&1 || {
@@ -61,24 +62,33 @@ make_root() {
 	chmod 755 "$root/usr/sbin/policy-rc.d"
 }
 
-mounted=""
+# Runs may overlap: each holds a shared lock on the root while it runs,
+# and the last one out unmounts.
 mount_all() {
 	local m
 	for m in proc sys dev dev/pts; do
 		mkdir -p "$root/$m"
 		mountpoint -q "$root/$m" && continue
 		mount --bind "/$m" "$root/$m" || return 1
-		mounted="$root/$m $mounted"
 	done
 	cp /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || true
 }
 umount_all() {
 	local m
-	for m in $mounted; do
-		umount -l "$m" 2>/dev/null || true
+	for m in dev/pts dev sys proc; do
+		mountpoint -q "$root/$m" && umount -l "$root/$m"
 	done
+	return 0
 }
-trap umount_all EXIT
+dest=/build/deltapush.$$
+cleanup() {
+	[ -n "${DELTAPUSH_KEEP_TMP:-}" ] || rm -rf "${root:?}$dest"
+	flock -x -n 9 && umount_all
+}
+mkdir -p "$cache"
+exec 9>"$cache/lock"
+flock -s 9
+trap cleanup EXIT
 
 in_root() {
 	chroot "$root" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
@@ -105,9 +115,8 @@ install_packages || exit 1
 echo "== Dovecot in the root: $(in_root dovecot --version)"
 
 # A fresh copy of the tree (tracked and new files, as git sees them; or all
-# files when this is not a git checkout), so the root builds from scratch.
-dest=/build/deltapush
-rm -rf "$root$dest"
+# files when this is not a git checkout), so the root builds from scratch;
+# one per run, removed at the end (kept with DELTAPUSH_KEEP_TMP).
 mkdir -p "$root$dest"
 if git -C "$top" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
 	(cd "$top" && git ls-files -z --cached --others --exclude-standard |

@@ -279,7 +279,9 @@ def test_served_without_push_driver(dovecot_factory, sink, files_dir):
         "deltapush_turn_server": TURN_SERVER,
         "deltapush_turn_secret_file": secret_path,
     })
-    assert "push_notification_driver" not in open(instance.conf).read()
+    conf = open(instance.conf).read()
+    assert "push_notification_driver" not in conf   # 2.3
+    assert "push_notification deltapush" not in conf   # 2.4
     with instance.imap(new_user()) as client:
         values = client_query(client)
     assert values[MAXSMTP] == MAX_RECIPIENTS.encode()
