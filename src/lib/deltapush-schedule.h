@@ -9,7 +9,8 @@ struct deltapush_schedule_settings {
 	/* Triggers within this long after a sent push produce exactly one
 	   more push at the end of the window. 0 = one push per trigger. */
 	uint64_t debounce_msecs;
-	/* First retry after this long, then 8x, 64x, 512x, ... that. */
+	/* Retry a failed push after this long, but no sooner than one
+	   window after the last request. */
 	uint64_t retry_base_msecs;
 	/* Give up this long after the trigger that made the push due. */
 	uint64_t retry_deadline_msecs;
@@ -38,13 +39,15 @@ enum deltapush_schedule_outcome {
 	DELTAPUSH_SCHEDULE_DONE,
 	/* Another push is due at state->due_msecs */
 	DELTAPUSH_SCHEDULE_AGAIN,
-	/* The failed push was given up at its deadline; due_msecs != 0 when
-	   messages that arrived meanwhile start a fresh push */
+	/* The failed push was given up at its deadline (messages that
+	   arrived meanwhile extended it, so none are waiting) */
 	DELTAPUSH_SCHEDULE_DROPPED,
 };
 
 /* A message arrived for the token at now. Returns TRUE if this trigger
-   was folded into an already pending or in-flight push. */
+   was folded into an already pending or in-flight push. Either way the
+   message is attempted within one window of now and has its own
+   deadline: a retry waiting for an older failure is brought forward. */
 bool deltapush_schedule_trigger(const struct deltapush_schedule_settings *set,
 				struct deltapush_push_state *state,
 				uint64_t now);
@@ -56,8 +59,14 @@ enum deltapush_schedule_outcome
 deltapush_schedule_finished(const struct deltapush_schedule_settings *set,
 			    struct deltapush_push_state *state, uint64_t now,
 			    bool success);
-/* Delay before retry number attempt (1 = first retry). */
-uint64_t deltapush_schedule_retry_delay(const struct deltapush_schedule_settings *set,
-					unsigned int attempt);
+/* How long after a failure the push is retried: max(retry_base,
+   debounce), so that pushes follow an outage's end within about one
+   window, and a failing proxy gets one request per token per window. */
+uint64_t deltapush_schedule_retry_delay(const struct deltapush_schedule_settings *set);
+/* Bring times that lie further in the future than the schedule can put
+   them (a wall-clock step back) to now plus at most one window or the
+   retry delay. Returns TRUE if the state changed. */
+bool deltapush_schedule_clamp(const struct deltapush_schedule_settings *set,
+			      struct deltapush_push_state *state, uint64_t now);
 
 #endif

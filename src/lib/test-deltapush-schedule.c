@@ -104,7 +104,8 @@ static void test_deltapush_schedule_leading_edge(void)
 	/* A trigger before it is sent is folded into it */
 	test_assert(deltapush_schedule_trigger(set, &state, T0 + 1));
 	test_assert(state.due_msecs == T0);
-	test_assert(state.deadline_msecs == T0 + set->retry_deadline_msecs);
+	/* ... and gets its own full deadline */
+	test_assert(state.deadline_msecs == T0 + 1 + set->retry_deadline_msecs);
 	test_assert(state.waiting == 0);
 
 	deltapush_schedule_sent(&state, T0 + 2);
@@ -393,48 +394,23 @@ static void test_deltapush_schedule_window_zero(void)
 static void test_deltapush_schedule_retry_delay(void)
 {
 	static const struct {
-		uint64_t base;
-		unsigned int attempt;
-		uint64_t delay;
+		uint64_t debounce, base, delay;
 	} cases[] = {
-		{ SECS(8), 1, SECS(8) },
-		{ SECS(8), 2, SECS(64) },
-		{ SECS(8), 3, SECS(512) },
-		{ SECS(8), 4, SECS(4096) },
-		{ SECS(8), 5, SECS(32768) },
-		{ SECS(1), 1, SECS(1) },
-		{ SECS(1), 2, SECS(8) },
-		{ SECS(1), 3, SECS(64) },
-		{ 1, 22, 1ULL << 63 },
-		/* Saturates instead of wrapping around */
-		{ 1, 23, UINT64_MAX },
-		{ SECS(8), 22, UINT64_MAX },
-		{ SECS(8), 100, UINT64_MAX },
-		{ SECS(8), UINT_MAX, UINT64_MAX },
-		{ UINT64_MAX / 8, 2, UINT64_MAX / 8 * 8 },
-		{ UINT64_MAX / 8 + 1, 2, UINT64_MAX },
-		{ UINT64_MAX, 1, UINT64_MAX },
-		{ UINT64_MAX, 2, UINT64_MAX },
+		{ SECS(10), SECS(8), SECS(10) },
+		{ SECS(10), SECS(60), SECS(60) },
+		{ 0, SECS(8), SECS(8) },
+		{ SECS(1), SECS(1), SECS(1) },
 	};
 	struct deltapush_schedule_settings set = default_set;
-	uint64_t prev, delay;
 	unsigned int i;
 
 	test_begin("deltapush schedule retry delay");
 	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		set.debounce_msecs = cases[i].debounce;
 		set.retry_base_msecs = cases[i].base;
-		test_assert_idx(deltapush_schedule_retry_delay(&set,
-			cases[i].attempt) == cases[i].delay, i);
+		test_assert_idx(deltapush_schedule_retry_delay(&set) ==
+				cases[i].delay, i);
 	}
-	/* Never shrinks */
-	set.retry_base_msecs = 3;
-	prev = 0;
-	for (i = 1; i < 200; i++) {
-		delay = deltapush_schedule_retry_delay(&set, i);
-		test_assert_idx(delay >= prev, i);
-		prev = delay;
-	}
-	test_assert(prev == UINT64_MAX);
 	test_end();
 }
 
@@ -444,35 +420,27 @@ static void test_deltapush_schedule_retries(void)
 		struct deltapush_schedule_settings set;
 		/* How long each request takes to fail */
 		uint64_t latency;
-		/* Delays between failure and retry; then dropped */
+		/* The delay between failure and retry; retries until
+		   dropped */
+		uint64_t delay;
 		unsigned int retries;
-		uint64_t delays[5];
 	} cases[] = {
-		/* The defaults: 8 s, 64 s, 512 s, 4096 s; 32768 s would
-		   pass the 5 h deadline */
-		{ { SECS(10), SECS(8), SECS(5 * 3600) }, 0,
-		  4, { SECS(8), SECS(64), SECS(512), SECS(4096) } },
-		{ { 0, SECS(8), SECS(5 * 3600) }, 0,
-		  4, { SECS(8), SECS(64), SECS(512), SECS(4096) } },
-		/* Requests that time out after 30 s push the retries back
-		   but not past the deadline */
-		{ { SECS(10), SECS(8), SECS(5 * 3600) }, SECS(30),
-		  4, { SECS(8), SECS(64), SECS(512), SECS(4096) } },
-		/* Short test settings: 1 s, 8 s; 64 s is past 20 s */
-		{ { SECS(1), SECS(1), SECS(20) }, 0,
-		  2, { SECS(1), SECS(8) } },
+		/* The defaults: one request per 10 s window for 5 h */
+		{ { SECS(10), SECS(8), SECS(5 * 3600) }, 0, SECS(10), 1800 },
+		{ { 0, SECS(8), SECS(5 * 3600) }, 0, SECS(8), 2250 },
+		/* Requests that time out after 30 s: retried 8 s later */
+		{ { SECS(10), SECS(8), SECS(5 * 3600) }, SECS(30), SECS(8),
+		  473 },
+		/* Short test settings */
+		{ { SECS(1), SECS(1), SECS(20) }, 0, SECS(1), 20 },
 		/* Slow failures use up the deadline sooner */
-		{ { SECS(1), SECS(1), SECS(20) }, SECS(6),
-		  1, { SECS(1) } },
-		/* The last retry fits exactly */
-		{ { SECS(1), SECS(1), SECS(9) }, 0,
-		  2, { SECS(1), SECS(8) } },
-		/* ... or misses by a millisecond */
-		{ { SECS(1), SECS(1), SECS(9) - 1 }, 0,
-		  1, { SECS(1) } },
+		{ { SECS(1), SECS(1), SECS(20) }, SECS(6), SECS(1), 2 },
+		/* The last retry fits exactly, or misses by a millisecond */
+		{ { SECS(1), SECS(1), SECS(9) }, 0, SECS(1), 9 },
+		{ { SECS(1), SECS(1), SECS(9) - 1 }, 0, SECS(1), 8 },
 		/* No retries at all */
-		{ { SECS(1), SECS(1), 0 }, 0, 0, { 0 } },
-		{ { SECS(1), SECS(8), SECS(8) - 1 }, 0, 0, { 0 } },
+		{ { SECS(1), SECS(1), 0 }, 0, SECS(1), 0 },
+		{ { SECS(1), SECS(8), SECS(8) - 1 }, 0, SECS(8), 0 },
 	};
 	struct deltapush_push_state state;
 	enum deltapush_schedule_outcome outcome;
@@ -491,7 +459,7 @@ static void test_deltapush_schedule_retries(void)
 				/* Sent exactly when due, after the expected
 				   delay */
 				test_assert_idx(state.due_msecs == failed_at +
-					cases[i].delays[sends - 1], i);
+						cases[i].delay, i);
 			}
 			now = state.due_msecs;
 			deltapush_schedule_sent(&state, now);
@@ -507,12 +475,11 @@ static void test_deltapush_schedule_retries(void)
 					T0 + set->retry_deadline_msecs, i);
 			test_assert_idx(state.deadline_msecs ==
 					T0 + set->retry_deadline_msecs, i);
-			if (sends > 10)
+			if (sends > 10000)
 				break;
 		}
 		test_assert_idx(outcome == DELTAPUSH_SCHEDULE_DROPPED, i);
 		test_assert_idx(state.due_msecs == 0, i);
-		/* The first attempt plus the retries */
 		test_assert_idx(sends == cases[i].retries, i);
 
 		/* A message after the drop starts over at once: the window
@@ -537,7 +504,6 @@ static void test_deltapush_schedule_retry_success(void)
 
 	test_begin("deltapush schedule retry succeeds");
 	for (i = 1; i <= 4; i++) {
-
 		i_zero(&state);
 		(void)deltapush_schedule_trigger(set, &state, T0);
 		for (j = 0; j < i; j++) {
@@ -553,13 +519,12 @@ static void test_deltapush_schedule_retry_success(void)
 		test_assert_idx(state.due_msecs == 0, i);
 		test_assert_idx(state.attempts == 0, i);
 
-		/* The next failure starts from the first delay again */
 		now = state.last_sent_msecs + SECS(3600);
 		(void)deltapush_schedule_trigger(set, &state, now);
 		deltapush_schedule_sent(&state, now);
 		test_assert_idx(deltapush_schedule_finished(set, &state, now,
 			FALSE) == DELTAPUSH_SCHEDULE_AGAIN, i);
-		test_assert_idx(state.due_msecs == now + SECS(8), i);
+		test_assert_idx(state.due_msecs == now + SECS(10), i);
 		test_assert_idx(state.attempts == 1, i);
 	}
 	test_end();
@@ -568,7 +533,7 @@ static void test_deltapush_schedule_retry_success(void)
 static void test_deltapush_schedule_trigger_during_retry(void)
 {
 	const struct deltapush_schedule_settings *set = &default_set;
-	struct deltapush_push_state state, before;
+	struct deltapush_push_state state;
 	unsigned int sends;
 
 	test_begin("deltapush schedule trigger during retry wait");
@@ -577,15 +542,16 @@ static void test_deltapush_schedule_trigger_during_retry(void)
 	deltapush_schedule_sent(&state, T0);
 	test_assert(deltapush_schedule_finished(set, &state, T0, FALSE) ==
 		    DELTAPUSH_SCHEDULE_AGAIN);
-	test_assert(state.due_msecs == T0 + SECS(8));
+	test_assert(state.due_msecs == T0 + SECS(10));
 
-	/* Messages while the retry waits: folded, nothing moves */
-	before = state;
+	/* Messages while the retry waits: folded into it, each extends the
+	   deadline, and the next request is their first attempt */
 	test_assert(deltapush_schedule_trigger(set, &state, T0 + SECS(1)));
 	test_assert(deltapush_schedule_trigger(set, &state, T0 + SECS(7)));
-	test_assert(state.due_msecs == before.due_msecs);
-	test_assert(state.deadline_msecs == before.deadline_msecs);
-	test_assert(state.attempts == before.attempts);
+	test_assert(state.due_msecs == T0 + SECS(10));
+	test_assert(state.deadline_msecs == T0 + SECS(7) +
+		    set->retry_deadline_msecs);
+	test_assert(state.attempts == 0);
 	test_assert(state.waiting == 0);
 
 	/* The retry succeeds and covers them: no second request */
@@ -594,18 +560,20 @@ static void test_deltapush_schedule_trigger_during_retry(void)
 		state.last_sent_msecs + 10, TRUE) == DELTAPUSH_SCHEDULE_DONE);
 	test_assert(state.due_msecs == 0);
 
-	/* A message while a push that then fails is in flight: the retry
-	   is sent after it arrived and so covers it */
+	/* A message while a push that then fails is in flight: the next
+	   request is sent after it arrived and so covers it */
 	i_zero(&state);
 	sends = 0;
 	(void)deltapush_schedule_trigger(set, &state, T0);
 	deltapush_schedule_sent(&state, T0); sends++;
 	test_assert(deltapush_schedule_trigger(set, &state, T0 + 5));
 	test_assert(state.waiting == 1);
+	test_assert(state.deadline_msecs == T0 + 5 + set->retry_deadline_msecs);
 	test_assert(deltapush_schedule_finished(set, &state, T0 + 10, FALSE) ==
 		    DELTAPUSH_SCHEDULE_AGAIN);
 	test_assert(state.waiting == 0);
-	test_assert(state.due_msecs == T0 + 10 + SECS(8));
+	test_assert(state.attempts == 0);
+	test_assert(state.due_msecs == T0 + SECS(10));
 	deltapush_schedule_sent(&state, state.due_msecs); sends++;
 	test_assert(deltapush_schedule_finished(set, &state,
 		state.last_sent_msecs, TRUE) == DELTAPUSH_SCHEDULE_DONE);
@@ -613,111 +581,160 @@ static void test_deltapush_schedule_trigger_during_retry(void)
 	test_end();
 }
 
-static void test_deltapush_schedule_dropped_with_waiting(void)
+/* A proxy outage from T0 to T0 + outage_end; messages at the given times.
+   Returns when the last message's push succeeded (0 = never) and checks
+   that every message was attempted within one window and that the proxy
+   got at most one request per window. */
+static uint64_t
+test_outage(const struct deltapush_schedule_settings *set,
+	    uint64_t outage_end, const uint64_t *mails, unsigned int count,
+	    uint64_t *first_attempt_r)
 {
-	static const uint64_t debounces[] = { SECS(10), SECS(1), 0 };
-	struct deltapush_schedule_settings set = default_set;
-	struct deltapush_push_state state;
-	enum deltapush_schedule_outcome outcome;
-	uint64_t now, trigger_at;
-	unsigned int i, attempts;
+	struct sim sim;
+	uint64_t now, success = 0, end = T0 + SECS(6 * 3600);
+	unsigned int i, m = 0, prev_pushes;
 
-	test_begin("deltapush schedule dropped with waiting messages");
-	for (i = 0; i < N_ELEMENTS(debounces); i++) {
-		set.debounce_msecs = debounces[i];
-		i_zero(&state);
-		(void)deltapush_schedule_trigger(&set, &state, T0);
-		/* Fail the first four attempts */
-		for (attempts = 0; attempts < 4; attempts++) {
-			deltapush_schedule_sent(&state, state.due_msecs);
-			test_assert_idx(deltapush_schedule_finished(&set,
-				&state, state.last_sent_msecs, FALSE) ==
-				DELTAPUSH_SCHEDULE_AGAIN, i);
+	sim_init(&sim, set);
+	for (now = T0; now <= end; now++) {
+		sim.fail = now < T0 + outage_end;
+		prev_pushes = sim_push_count(&sim);
+		for (; m < count && T0 + mails[m] == now; m++) {
+			(void)deltapush_schedule_trigger(&sim.set, &sim.state,
+							 now);
 		}
-		/* A message arrives while the last attempt is in flight */
-		now = state.due_msecs;
-		deltapush_schedule_sent(&state, now);
-		trigger_at = now + 100;
-		test_assert_idx(deltapush_schedule_trigger(&set, &state,
-							   trigger_at), i);
-		/* The last attempt fails past the deadline: the old push is
-		   given up, the new message gets a fresh one */
-		now += 200;
-		outcome = deltapush_schedule_finished(&set, &state, now, FALSE);
-		test_assert_idx(outcome == DELTAPUSH_SCHEDULE_DROPPED, i);
-		test_assert_idx(state.due_msecs != 0, i);
-		test_assert_idx(state.due_msecs >= trigger_at, i);
-		test_assert_idx(state.due_msecs ==
-				I_MAX(now, state.last_sent_msecs +
-				      set.debounce_msecs), i);
-		test_assert_idx(state.attempts == 0, i);
-		test_assert_idx(state.waiting == 0, i);
-		test_assert_idx(state.deadline_msecs ==
-				now + set.retry_deadline_msecs, i);
-
-		/* It is retried on its own new schedule */
-		deltapush_schedule_sent(&state, state.due_msecs);
-		test_assert_idx(deltapush_schedule_finished(&set, &state,
-			state.last_sent_msecs, FALSE) ==
-			DELTAPUSH_SCHEDULE_AGAIN, i);
-		test_assert_idx(state.attempts == 1, i);
-		test_assert_idx(state.due_msecs == state.last_sent_msecs +
-				SECS(8), i);
-		deltapush_schedule_sent(&state, state.due_msecs);
-		test_assert_idx(deltapush_schedule_finished(&set, &state,
-			state.last_sent_msecs, TRUE) ==
-			DELTAPUSH_SCHEDULE_DONE, i);
+		sim_step(&sim, now);
+		if (m == count && sim_push_count(&sim) > prev_pushes &&
+		    first_attempt_r != NULL && *first_attempt_r == 0)
+			*first_attempt_r = now - T0;
+		if (m == count && !sim.fail &&
+		    sim_push_count(&sim) > prev_pushes) {
+			success = now - T0;
+			break;
+		}
+		if (m == count && sim.state.due_msecs == 0 &&
+		    !sim.state.in_flight)
+			break;
 	}
+	for (i = 1; i < sim_push_count(&sim); i++) {
+		test_assert_idx(sim_push_time(&sim, i) -
+				sim_push_time(&sim, i - 1) >=
+				set->debounce_msecs, i);
+	}
+	sim_deinit(&sim);
+	return success;
+}
 
-	/* Without coalescing, two messages queued behind a push that is
-	   dropped get a push each */
-	set.debounce_msecs = 0;
-	set.retry_deadline_msecs = 0;
-	i_zero(&state);
-	(void)deltapush_schedule_trigger(&set, &state, T0);
-	(void)deltapush_schedule_trigger(&set, &state, T0);
-	(void)deltapush_schedule_trigger(&set, &state, T0);
-	test_assert(state.waiting == 2);
-	deltapush_schedule_sent(&state, T0);
-	test_assert(deltapush_schedule_finished(&set, &state, T0 + 1, FALSE) ==
-		    DELTAPUSH_SCHEDULE_DROPPED);
-	test_assert(state.due_msecs == T0 + 1);
-	test_assert(state.waiting == 1);
-	deltapush_schedule_sent(&state, T0 + 1);
-	test_assert(deltapush_schedule_finished(&set, &state, T0 + 2, TRUE) ==
-		    DELTAPUSH_SCHEDULE_AGAIN);
-	test_assert(state.waiting == 0);
-	deltapush_schedule_sent(&state, T0 + 2);
-	test_assert(deltapush_schedule_finished(&set, &state, T0 + 3, TRUE) ==
-		    DELTAPUSH_SCHEDULE_DONE);
+static void test_deltapush_schedule_outage(void)
+{
+	const struct deltapush_schedule_settings *set = &default_set;
+	uint64_t mails[2], first = 0, success;
+
+	test_begin("deltapush schedule new mail during a proxy outage");
+	/* Proxy down from 0 to 700 s, mail at 0 and 600 s: the new mail is
+	   attempted at once and pushed one window after the outage */
+	mails[0] = 0; mails[1] = SECS(600);
+	success = test_outage(set, SECS(700), mails, 2, &first);
+	test_assert(first >= SECS(600) && first <= SECS(610));
+	test_assert(success >= SECS(700) && success <= SECS(710));
+	i_info("proxy down 0-700 s, mail at 600 s: attempted at %"PRIu64
+	       " ms, pushed at %"PRIu64" ms", first, success);
+
+	/* Proxy down until 5000 s, mail at 0 and 4000 s: the second message
+	   is not dropped under the first one's deadline */
+	first = 0;
+	mails[0] = 0; mails[1] = SECS(4000);
+	success = test_outage(set, SECS(5000), mails, 2, &first);
+	test_assert(first >= SECS(4000) && first <= SECS(4010));
+	test_assert(success >= SECS(5000) && success <= SECS(5010));
+	i_info("proxy down 0-5000 s, mail at 4000 s: attempted at %"PRIu64
+	       " ms, pushed at %"PRIu64" ms", first, success);
+
+	/* One message, outage of an hour: pushed one window after it */
+	mails[0] = 0;
+	success = test_outage(set, SECS(3600), mails, 1, NULL);
+	test_assert(success >= SECS(3600) && success <= SECS(3610));
+
+	/* An outage longer than the deadline drops the push */
+	success = test_outage(set, SECS(6 * 3600), mails, 1, NULL);
+	test_assert(success == 0);
 	test_end();
 }
 
-static void test_deltapush_schedule_huge_delay(void)
+/* The wall clock steps by step (ms, may be negative) at T0 + 5 s, with
+   the token in the given state; a message arrives right after the step.
+   Returns how long after the message the next push went out. */
+enum clock_case {
+	CLOCK_CASE_SENT,
+	CLOCK_CASE_RETRYING,
+	CLOCK_CASE_IN_FLIGHT,
+};
+
+static uint64_t
+test_clock_step(const struct deltapush_schedule_settings *set,
+		enum clock_case kind, int64_t step, bool mail)
 {
-	struct deltapush_schedule_settings set = default_set;
 	struct deltapush_push_state state;
+	uint64_t now, mail_at;
 
-	test_begin("deltapush schedule huge retry delay");
-	/* A delay that saturates is past any deadline: dropped, and due
-	   never wraps around to the past */
-	set.retry_base_msecs = UINT64_MAX / 2;
 	i_zero(&state);
-	(void)deltapush_schedule_trigger(&set, &state, T0);
+	(void)deltapush_schedule_trigger(set, &state, T0);
 	deltapush_schedule_sent(&state, T0);
-	test_assert(deltapush_schedule_finished(&set, &state, T0, FALSE) ==
-		    DELTAPUSH_SCHEDULE_DROPPED);
-	test_assert(state.due_msecs == 0);
+	if (kind == CLOCK_CASE_SENT) {
+		(void)deltapush_schedule_finished(set, &state, T0 + 100, TRUE);
+	} else if (kind == CLOCK_CASE_RETRYING) {
+		(void)deltapush_schedule_finished(set, &state, T0 + 100,
+						  FALSE);
+	}
+	now = T0 + SECS(5) + step;
+	mail_at = now;
+	if (mail)
+		(void)deltapush_schedule_trigger(set, &state, now);
+	if (kind == CLOCK_CASE_IN_FLIGHT) {
+		/* The request fails right after the step */
+		(void)deltapush_schedule_finished(set, &state, now, FALSE);
+	}
+	/* What the sender does when the clock moved */
+	(void)deltapush_schedule_clamp(set, &state, now);
+	if (state.due_msecs == 0) {
+		/* nothing pending */
+		test_assert(kind == CLOCK_CASE_SENT && !mail);
+		return 0;
+	}
+	return state.due_msecs <= mail_at ? 0 : state.due_msecs - mail_at;
+}
 
-	/* Many attempts persisted from earlier runs */
-	set.retry_base_msecs = SECS(8);
-	i_zero(&state);
-	(void)deltapush_schedule_trigger(&set, &state, T0);
-	state.attempts = 1000;
-	deltapush_schedule_sent(&state, T0);
-	test_assert(deltapush_schedule_finished(&set, &state, T0, FALSE) ==
-		    DELTAPUSH_SCHEDULE_DROPPED);
-	test_assert(state.due_msecs == 0);
+static void test_deltapush_schedule_clock_steps(void)
+{
+	static const int64_t steps[] = {
+		-(int64_t)SECS(3600), (int64_t)SECS(3600), -(int64_t)SECS(1),
+		-(int64_t)SECS(5 * 3600 + 1),
+	};
+	const struct deltapush_schedule_settings *set = &default_set;
+	uint64_t delay, max_delay;
+	unsigned int i, kind, mail;
+
+	test_begin("deltapush schedule wall-clock steps");
+	max_delay = set->debounce_msecs + deltapush_schedule_retry_delay(set);
+	for (i = 0; i < N_ELEMENTS(steps); i++) {
+		for (kind = 0; kind <= CLOCK_CASE_IN_FLIGHT; kind++) {
+			for (mail = 0; mail < 2; mail++) {
+				delay = test_clock_step(set, kind, steps[i],
+							mail == 1);
+				test_assert_idx(delay <= max_delay,
+						i * 10 + kind * 2 + mail);
+				/* A new message is attempted within a
+				   window */
+				if (mail == 1) {
+					test_assert_idx(delay <=
+						set->debounce_msecs,
+						i * 10 + kind * 2 + mail);
+				}
+			}
+		}
+	}
+	i_info("1 h step back, mail after a push: next push %"PRIu64" ms "
+	       "after the mail", test_clock_step(set, CLOCK_CASE_SENT,
+						  -(int64_t)SECS(3600), TRUE));
 	test_end();
 }
 
@@ -735,7 +752,7 @@ static void test_deltapush_schedule_restart(void)
 	(void)deltapush_schedule_finished(set, &state, state.last_sent_msecs,
 					  FALSE);
 	test_assert(state.attempts == 2);
-	test_assert(state.due_msecs == T0 + SECS(8) + SECS(64));
+	test_assert(state.due_msecs == T0 + SECS(20));
 
 	/* The service dies with the third attempt on the wire: what is on
 	   disk has no in-flight flag, so the push is still due */
@@ -749,7 +766,7 @@ static void test_deltapush_schedule_restart(void)
 	test_assert(deltapush_schedule_finished(set, &stored, T0 + SECS(100),
 		    FALSE) == DELTAPUSH_SCHEDULE_AGAIN);
 	test_assert(stored.attempts == 3);
-	test_assert(stored.due_msecs == T0 + SECS(100) + SECS(512));
+	test_assert(stored.due_msecs == T0 + SECS(110));
 	test_assert(stored.deadline_msecs == T0 + SECS(5 * 3600));
 	test_end();
 }
@@ -766,8 +783,8 @@ int main(void)
 		test_deltapush_schedule_retries,
 		test_deltapush_schedule_retry_success,
 		test_deltapush_schedule_trigger_during_retry,
-		test_deltapush_schedule_dropped_with_waiting,
-		test_deltapush_schedule_huge_delay,
+		test_deltapush_schedule_outage,
+		test_deltapush_schedule_clock_steps,
 		test_deltapush_schedule_restart,
 		NULL
 	};

@@ -330,6 +330,34 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 	return TRUE;
 }
 
+/* The wall clock stepped back: bring the due times that now lie too far
+   ahead to at most one window or retry delay from now. */
+static void deltapush_sender_clamp(struct deltapush_sender *sender,
+				   uint64_t now)
+{
+	ARRAY(struct deltapush_pending *) all;
+	struct deltapush_pending *pend, *const *pendp;
+	struct hash_iterate_context *iter;
+	void *key;
+
+	e_warning(sender->event, "The clock moved back: bringing pending "
+		  "pushes forward");
+	t_array_init(&all, hash_table_count(sender->pending) + 1);
+	iter = hash_table_iterate_init(sender->pending);
+	while (hash_table_iterate(iter, sender->pending, &key, &pend))
+		array_push_back(&all, &pend);
+	hash_table_iterate_deinit(&iter);
+	array_foreach(&all, pendp) {
+		pend = *pendp;
+		if (pend->state.in_flight ||
+		    !deltapush_schedule_clamp(&sender->sched_set,
+					      &pend->state, now))
+			continue;
+		deltapush_sender_save(sender, pend);
+		deltapush_pending_update(sender, pend);
+	}
+}
+
 static void deltapush_sender_timeout(struct deltapush_sender *sender)
 {
 	timeout_remove(&sender->to);
@@ -347,6 +375,13 @@ static void deltapush_sender_run(struct deltapush_sender *sender)
 	while (sender->in_flight < sender->set->max_parallel &&
 	       priorityq_count(sender->queue) > 0) {
 		pend = (struct deltapush_pending *)priorityq_peek(sender->queue);
+		if (pend->state.due_msecs > now +
+		    deltapush_schedule_retry_delay(&sender->sched_set)) {
+			T_BEGIN {
+				deltapush_sender_clamp(sender, now);
+			} T_END;
+			continue;
+		}
 		if (pend->state.due_msecs > now) {
 			sender->to = timeout_add_short_to(io_loop_get_root(),
 				I_MIN(pend->state.due_msecs - now, 3600*1000),
