@@ -1,7 +1,11 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "hash-method.h"
+#include "hex-binary.h"
 #include "deltapush-token.h"
+
+#include <ctype.h>
 
 bool deltapush_token_is_valid(const unsigned char *data, size_t size,
 			      const char **error_r)
@@ -42,10 +46,27 @@ bool deltapush_token_is_valid(const unsigned char *data, size_t size,
 	return TRUE;
 }
 
-const char *deltapush_token_log_prefix(const char *token)
+const char *deltapush_token_id(const char *token)
 {
-	if (strlen(token) <= DELTAPUSH_TOKEN_LOG_PREFIX_LEN)
-		return t_strdup_printf("%.*s…", DELTAPUSH_TOKEN_LOG_PREFIX_LEN / 2,
-				       token);
-	return t_strdup_printf("%.*s…", DELTAPUSH_TOKEN_LOG_PREFIX_LEN, token);
+	const struct hash_method *sha256 = hash_method_lookup("sha256");
+	unsigned char digest[32];
+
+	/* Every Delta Chat token starts with the same OpenPGP header, so
+	   only a hash tells devices apart. */
+	i_assert(sha256 != NULL && sha256->digest_size == sizeof(digest));
+	hash_method_get_digest(sha256, token, strlen(token), digest);
+	return binary_to_hex(digest, DELTAPUSH_TOKEN_ID_LEN / 2);
+}
+
+bool deltapush_token_id_is_valid(const char *str)
+{
+	size_t i;
+
+	if (strlen(str) != DELTAPUSH_TOKEN_ID_LEN)
+		return FALSE;
+	for (i = 0; i < DELTAPUSH_TOKEN_ID_LEN; i++) {
+		if (!i_isxdigit(str[i]))
+			return FALSE;
+	}
+	return TRUE;
 }

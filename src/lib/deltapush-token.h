@@ -5,8 +5,8 @@
 #define DELTAPUSH_TOKEN_MAX_SIZE 4096
 /* Registering one more token than this evicts the least recently seen. */
 #define DELTAPUSH_TOKENS_MAX_PER_USER 32
-/* How many leading bytes of a token may appear in logs and output. */
-#define DELTAPUSH_TOKEN_LOG_PREFIX_LEN 12
+/* Hex digits of a token id */
+#define DELTAPUSH_TOKEN_ID_LEN 8
 
 /* Returns TRUE if data is a token we accept: 1..DELTAPUSH_TOKEN_MAX_SIZE
    bytes of printable ASCII (0x21..0x7e) other than '"' and '\' (which
@@ -15,7 +15,11 @@
 bool deltapush_token_is_valid(const unsigned char *data, size_t size,
 			      const char **error_r);
 
-/* Returns a short, log-safe prefix of the token ("openpgp:wcBM…"). */
-const char *deltapush_token_log_prefix(const char *token);
+/* Returns the token's id for logs, events and doveadm: the first
+   DELTAPUSH_TOKEN_ID_LEN hex digits of its SHA-256 ("3f2a9c01"). The token
+   itself is never shown. */
+const char *deltapush_token_id(const char *token);
+/* Returns TRUE if str looks like a token id (case-insensitive hex). */
+bool deltapush_token_id_is_valid(const char *str);
 
 #endif

@@ -5,7 +5,6 @@
 #include "deltapush-token.h"
 
 /* UTF-8 of the ellipsis the log prefix ends with */
-#define ELLIPSIS "\xe2\x80\xa6"
 
 struct token_case {
 	const char *data;
@@ -174,58 +173,35 @@ static void test_deltapush_token_error_text(void)
 	test_end();
 }
 
-static void test_deltapush_token_log_prefix(void)
+static void test_deltapush_token_id(void)
 {
-	static const size_t lengths[] = {
-		1, 2, 5, 6, 7,
-		DELTAPUSH_TOKEN_LOG_PREFIX_LEN - 1,
-		DELTAPUSH_TOKEN_LOG_PREFIX_LEN,
-		DELTAPUSH_TOKEN_LOG_PREFIX_LEN + 1,
-		DELTAPUSH_TOKEN_LOG_PREFIX_LEN * 2,
-		100, DELTAPUSH_TOKEN_MAX_SIZE,
+	/* Two Delta Chat tokens: the same OpenPGP header, different ids */
+	static const char *const tokens[] = {
+		"openpgp:wcBMA8Jd5mXZAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+		"openpgp:wcBMA8Jd5mXZAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAB",
+		"x",
 	};
-	char *token;
-	const char *prefix;
-	size_t len, plen;
-	unsigned int i;
+	const char *id, *ids[N_ELEMENTS(tokens)];
+	unsigned int i, j;
 
-	test_begin("deltapush token log prefix");
-	token = i_malloc(DELTAPUSH_TOKEN_MAX_SIZE + 1);
-	for (i = 0; i < DELTAPUSH_TOKEN_MAX_SIZE; i++)
-		token[i] = '!' + i % 94;
-
-	for (i = 0; i < N_ELEMENTS(lengths); i++) {
-		char saved;
-
-		len = lengths[i];
-		saved = token[len];
-		token[len] = '\0';
-		prefix = deltapush_token_log_prefix(token);
-		plen = strlen(prefix);
-
-		/* Never longer than the configured prefix plus ellipsis */
-		test_assert_idx(plen <= DELTAPUSH_TOKEN_LOG_PREFIX_LEN +
-				strlen(ELLIPSIS), i);
-		/* Always marked as shortened */
-		test_assert_idx(plen >= strlen(ELLIPSIS) &&
-				strcmp(prefix + plen - strlen(ELLIPSIS),
-				       ELLIPSIS) == 0, i);
-		/* What is shown is the start of the token */
-		test_assert_idx(plen >= strlen(ELLIPSIS) &&
-				strncmp(prefix, token,
-					plen - strlen(ELLIPSIS)) == 0, i);
-		/* A long token is never shown whole, but enough of it is
-		   shown to tell tokens apart */
-		if (len > DELTAPUSH_TOKEN_LOG_PREFIX_LEN) {
-			test_assert_idx(strstr(prefix, token) == NULL, i);
-			test_assert_idx(plen - strlen(ELLIPSIS) ==
-					DELTAPUSH_TOKEN_LOG_PREFIX_LEN, i);
-		}
-		token[len] = saved;
+	test_begin("deltapush token id");
+	for (i = 0; i < N_ELEMENTS(tokens); i++) {
+		id = deltapush_token_id(tokens[i]);
+		ids[i] = t_strdup(id);
+		test_assert_idx(strlen(id) == DELTAPUSH_TOKEN_ID_LEN, i);
+		test_assert_idx(deltapush_token_id_is_valid(id), i);
+		/* Stable, and nothing of the token in it */
+		test_assert_idx(strcmp(deltapush_token_id(tokens[i]), id) == 0, i);
+		test_assert_idx(strstr(tokens[i], id) == NULL, i);
+		for (j = 0; j < i; j++)
+			test_assert_idx(strcmp(ids[j], id) != 0, i);
 	}
-	test_assert_strcmp(deltapush_token_log_prefix("openpgp:wcBMA8Jd5mXZ"),
-			   "openpgp:wcBM" ELLIPSIS);
-	i_free(token);
+	/* The first 4 bytes of SHA-256("x") */
+	test_assert_strcmp(deltapush_token_id("x"), "2d711642");
+	test_assert(!deltapush_token_id_is_valid("2d71164"));
+	test_assert(!deltapush_token_id_is_valid("2d7116421"));
+	test_assert(!deltapush_token_id_is_valid("2d71164g"));
+	test_assert(deltapush_token_id_is_valid("2D711642"));
 	test_end();
 }
 
@@ -236,7 +212,7 @@ int main(void)
 		test_deltapush_token_every_byte,
 		test_deltapush_token_size,
 		test_deltapush_token_error_text,
-		test_deltapush_token_log_prefix,
+		test_deltapush_token_id,
 		NULL
 	};
 	return test_run(test_functions);

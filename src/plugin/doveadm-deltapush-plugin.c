@@ -176,7 +176,7 @@ static void cmd_deltapush_list(struct doveadm_cmd_context *cctx)
 		return;
 
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
-	doveadm_print_header_simple("token");
+	doveadm_print_header_simple("id");
 	doveadm_print_header_simple("created");
 	doveadm_print_header_simple("last_seen");
 	doveadm_print_header_simple("state");
@@ -208,7 +208,7 @@ static void cmd_deltapush_forget(struct doveadm_cmd_context *cctx)
 
 	if (!doveadm_deltapush_get_user(cctx, TRUE, &request.user))
 		return;
-	if (!doveadm_cmd_param_str(cctx, "token-prefix", &request.token) ||
+	if (!doveadm_cmd_param_str(cctx, "token-id", &request.token) ||
 	    request.token[0] == '\0')
 		request.token = NULL;
 	if ((fields = doveadm_deltapush_request(cctx, &request)) == NULL)
@@ -320,7 +320,7 @@ doveadm_deltapush_import_user(struct doveadm_deltapush_import *ctx,
 			/* the relay drops these too; its clock or the
 			   file is wrong, so say so */
 			i_warning("%s: Skipping token %s: %s", path,
-				  deltapush_token_log_prefix(token->token),
+				  deltapush_token_id(token->token),
 				  error);
 			ctx->tokens_invalid++;
 			break;
@@ -469,10 +469,10 @@ DOVEADM_CMD_PARAMS_END
 	{
 		.name = "deltapush forget",
 		.cmd = cmd_deltapush_forget,
-		.usage = "-u <user> [<token prefix>]",
+		.usage = "-u <user> [<token id>]",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('u', "user", CMD_PARAM_STR, 0)
-DOVEADM_CMD_PARAM('\0', "token-prefix", CMD_PARAM_STR,
+DOVEADM_CMD_PARAM('\0', "token-id", CMD_PARAM_STR,
 		  CMD_PARAM_FLAG_POSITIONAL)
 DOVEADM_CMD_PARAMS_END
 	},

@@ -27,7 +27,7 @@ struct deltapush_pending {
 	bool queued:1;
 
 	/* Set when sent, for logging */
-	char *user, *token_prefix;
+	char *user, *token_id;
 	struct deltapush_http_request *request;
 };
 
@@ -62,15 +62,15 @@ static void deltapush_sender_run(struct deltapush_sender *sender);
 
 static struct event_passthrough *
 deltapush_sender_event(struct deltapush_sender *sender, const char *name,
-		       const char *user, const char *token_prefix)
+		       const char *user, const char *token_id)
 {
 	struct event_passthrough *e =
 		event_create_passthrough(sender->event)->set_name(name);
 
 	if (user != NULL)
 		e->add_str("user", user);
-	if (token_prefix != NULL)
-		e->add_str("token", token_prefix);
+	if (token_id != NULL)
+		e->add_str("token", token_id);
 	return e;
 }
 
@@ -108,7 +108,7 @@ deltapush_pending_lookup(struct deltapush_sender *sender, int64_t id)
 static void deltapush_pending_free(struct deltapush_pending *pend)
 {
 	i_free(pend->user);
-	i_free(pend->token_prefix);
+	i_free(pend->token_id);
 	i_free(pend);
 }
 
@@ -223,7 +223,7 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	int ret;
 
 	e = deltapush_sender_event(sender, "deltapush_push_finished",
-				   pend->user, pend->token_prefix)->
+				   pend->user, pend->token_id)->
 		add_int("status", result->status)->
 		add_int("attempt", pend->state.attempts + 1)->
 		add_int("duration_usecs", result->duration_usecs);
@@ -233,10 +233,10 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		e->add_str("error", error);
 		deltapush_sender_set_error(sender, t_strdup_printf(
 			"Push to token %s of user %s: %s",
-			pend->token_prefix, pend->user, error));
+			pend->token_id, pend->user, error));
 	}
 	e_debug(e->event(), "Push to token %s of user %s finished: "
-		"status %u in %llu us", pend->token_prefix, pend->user,
+		"status %u in %llu us", pend->token_id, pend->user,
 		result->status, (unsigned long long)result->duration_usecs);
 
 	if (result->status == 410) {
@@ -244,16 +244,16 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		ret = deltapush_store_remove(sender->store, pend->id, &error);
 		if (ret < 0) {
 			e_error(sender->event, "Couldn't remove the expired "
-				"token %s of user %s: %s", pend->token_prefix,
+				"token %s of user %s: %s", pend->token_id,
 				pend->user, error);
 		} else {
 			e = deltapush_sender_event(sender,
 				"deltapush_token_removed", pend->user,
-				pend->token_prefix)->
+				pend->token_id)->
 				add_str("reason", "gone")->add_int("count", 1);
 			e_info(e->event(), "Removed token %s of user %s: "
 			       "the notification proxy reports it gone (410)",
-			       pend->token_prefix, pend->user);
+			       pend->token_id, pend->user);
 		}
 		pend->state.in_flight = FALSE;
 		pend->state.due_msecs = 0;
@@ -267,16 +267,16 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		/* success: logged at debug level above */
 	} else if (outcome == DELTAPUSH_SCHEDULE_DROPPED) {
 		e = deltapush_sender_event(sender, "deltapush_push_dropped",
-					   pend->user, pend->token_prefix)->
+					   pend->user, pend->token_id)->
 			add_int("attempts", pend->state.attempts)->
 			add_str("error", error);
 		e_error(e->event(), "Giving up pushing token %s of user %s "
-			"after %u attempts: %s", pend->token_prefix, pend->user,
+			"after %u attempts: %s", pend->token_id, pend->user,
 			pend->state.attempts, error);
 	} else {
 		e_warning(sender->event, "Push to token %s of user %s failed "
 			  "(attempt %u, retrying in %llu ms): %s",
-			  pend->token_prefix, pend->user, pend->state.attempts,
+			  pend->token_id, pend->user, pend->state.attempts,
 			  (unsigned long long)(pend->state.due_msecs - now),
 			  error);
 	}
@@ -319,9 +319,9 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 		return FALSE;
 	}
 	i_free(pend->user);
-	i_free(pend->token_prefix);
+	i_free(pend->token_id);
 	pend->user = i_strdup(token.user);
-	pend->token_prefix = i_strdup(deltapush_token_log_prefix(token.token));
+	pend->token_id = i_strdup(deltapush_token_id(token.token));
 	deltapush_schedule_sent(&pend->state, deltapush_now_msecs());
 	sender->in_flight++;
 	pend->request = deltapush_http_post(sender->http, sender->set->notify_url,
@@ -466,10 +466,10 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			coalesced++;
 			e = deltapush_sender_event(sender,
 				"deltapush_push_coalesced", user,
-				deltapush_token_log_prefix(token->token));
+				deltapush_token_id(token->token));
 			e_debug(e->event(), "New mail for user %s folded into "
 				"the pending push of token %s", user,
-				deltapush_token_log_prefix(token->token));
+				deltapush_token_id(token->token));
 		}
 	}
 	e = deltapush_sender_event(sender, "deltapush_trigger", user, NULL)->

@@ -66,7 +66,7 @@ deltapush_server_event(struct deltapush_server_client *client,
 		add_str("user", user);
 
 	if (token != NULL)
-		e->add_str("token", deltapush_token_log_prefix(token));
+		e->add_str("token", deltapush_token_id(token));
 	return e;
 }
 
@@ -122,7 +122,7 @@ deltapush_server_register(struct deltapush_server_client *client,
 			add_str("reason", "evicted")->add_int("count", 1);
 		e_info(e->event(), "Evicted token %s of user %s: "
 		       "more than %u tokens",
-		       deltapush_token_log_prefix(*tokenp), request->user,
+		       deltapush_token_id(*tokenp), request->user,
 		       DELTAPUSH_TOKENS_MAX_PER_USER);
 	}
 	e = deltapush_server_event(client, "deltapush_token_registered",
@@ -130,11 +130,11 @@ deltapush_server_register(struct deltapush_server_client *client,
 		add_int("refresh", ret > 0 ? 0 : 1);
 	if (ret > 0) {
 		e_info(e->event(), "Registered token %s for user %s",
-		       deltapush_token_log_prefix(request->token),
+		       deltapush_token_id(request->token),
 		       request->user);
 	} else {
 		e_debug(e->event(), "Refreshed token %s of user %s",
-			deltapush_token_log_prefix(request->token),
+			deltapush_token_id(request->token),
 			request->user);
 	}
 	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
@@ -167,8 +167,9 @@ static void deltapush_server_list(struct deltapush_server_client *client,
 			       array_front(&fields));
 }
 
-/* Remove the user's tokens, or the one starting with prefix. Each removed
-   token is its own event, so metrics count tokens, not requests. */
+/* Remove the user's tokens, or the one given by its id (or whole). Each
+   removed token is its own event, so metrics count tokens, not
+   requests. */
 static void deltapush_server_forget(struct deltapush_server_client *client,
 				    const struct deltapush_request *request)
 {
@@ -195,18 +196,20 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 		ret = -1;
 	else array_foreach(&tokens, token) {
 		if (request->token == NULL ||
-		    str_begins_with(token->token, request->token))
+		    strcmp(token->token, request->token) == 0 ||
+		    strcasecmp(deltapush_token_id(token->token),
+			       request->token) == 0)
 			array_push_back(&removed, &token);
 	}
 	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
 		deltapush_store_rollback(server->store);
 		/* An operator's typo, not a failure of the service */
 		e_info(client->conn.event, "Not forgetting tokens of user %s: "
-		       "the prefix matches %u tokens", request->user,
+		       "the id matches %u tokens", request->user,
 		       array_count(&removed));
 		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
-			t_strdup_printf("Token prefix matches %u tokens; give "
-					"more of the token",
+			t_strdup_printf("Token id matches %u tokens; give "
+					"the whole token",
 					array_count(&removed)));
 		return;
 	}
@@ -233,7 +236,7 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 					   request->user, (*tokenp)->token)->
 			add_str("reason", "unset")->add_int("count", 1);
 		e_debug(e->event(), "Forgot token %s of user %s",
-			deltapush_token_log_prefix((*tokenp)->token),
+			deltapush_token_id((*tokenp)->token),
 			request->user);
 	}
 	e_info(client->conn.event, "Forgot %u token(s) of user %s",
@@ -295,7 +298,7 @@ static void deltapush_server_tokens(struct deltapush_server_client *client,
 		if (!deltapush_sender_get_state(server->sender, token->id,
 						&state))
 			state = token->state;
-		value = deltapush_token_log_prefix(token->token);
+		value = deltapush_token_id(token->token);
 		array_push_back(&fields, &value);
 		value = dec2str(token->created);
 		array_push_back(&fields, &value);

@@ -23,21 +23,16 @@ static bool fuzz_token_expected(const unsigned char *data, size_t size)
 	return TRUE;
 }
 
-static void fuzz_token_log_prefix(const char *token)
+static void fuzz_token_id(const char *token)
 {
-	const char *prefix = deltapush_token_log_prefix(token);
-	size_t prefix_len = strlen(prefix), ellipsis_len = strlen("…");
+	const char *id = deltapush_token_id(token);
 
-	/* what reaches the log: at most DELTAPUSH_TOKEN_LOG_PREFIX_LEN
-	   leading bytes of the token and an ellipsis */
-	if (prefix_len < ellipsis_len ||
-	    strcmp(prefix + prefix_len - ellipsis_len, "…") != 0)
-		i_panic("log prefix lacks the ellipsis: %s", prefix);
-	prefix_len -= ellipsis_len;
-	if (prefix_len > DELTAPUSH_TOKEN_LOG_PREFIX_LEN)
-		i_panic("log prefix is %zu bytes long", prefix_len);
-	if (strncmp(prefix, token, prefix_len) != 0)
-		i_panic("log prefix is not a prefix of the token");
+	/* what reaches the log: a fixed-length hex id, never the token */
+	if (!deltapush_token_id_is_valid(id))
+		i_panic("token id is not %d hex digits: %s",
+			DELTAPUSH_TOKEN_ID_LEN, id);
+	if (strcmp(deltapush_token_id(token), id) != 0)
+		i_panic("token id is not stable");
 }
 
 static void fuzz_token(const unsigned char *data, size_t size)
@@ -54,7 +49,7 @@ static void fuzz_token(const unsigned char *data, size_t size)
 	if (!valid && (error == NULL || error[0] == '\0'))
 		i_panic("token rejected without a reason");
 	if (valid)
-		fuzz_token_log_prefix(t_strndup(data, size));
+		fuzz_token_id(t_strndup(data, size));
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -120,9 +120,8 @@ def log_texts(dovecot, extra=None):
 
 def token_leaks(texts, tokens, window=TOKEN_WINDOW):
     """Where any `window`-character piece of a token appears in the texts
-    ({name: text}). A log may show the short prefix of a token (12
-    characters and "…"); every 20-character piece of a token reaches past
-    that prefix, so none may appear. Returns [(name, token prefix, piece)]."""
+    ({name: text}). A log shows only a token's id (a hash), so no
+    20-character piece of a token may appear. Returns [(name, token prefix, piece)]."""
     leaks = []
     for name, text in texts.items():
         grams = {text[i:i + window] for i in range(len(text) - window + 1)}

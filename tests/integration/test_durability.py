@@ -12,7 +12,7 @@ import pytest
 
 import doveadm_ns
 from dovecot_instance import make_message, wait_until
-from helpers import make_token, new_user, register
+from helpers import make_token, new_user, register, token_id
 from observe import log_texts, token_leaks
 from sink import Sink
 
@@ -51,13 +51,13 @@ def _failed_notifications(dovecot, users):
 
 
 def _list_rows(dovecot, user):
-    """`doveadm deltapush list -u user` rows by token prefix, or None when
+    """`doveadm deltapush list -u user` rows by token id, or None when
     doveadm with the staged module cannot run here."""
     if doveadm_ns.available() is not None:
         print("doveadm checks skipped: %s" % doveadm_ns.available())
         return None
     rows = doveadm_ns.run_json(dovecot, "deltapush", "list", "-u", user)
-    return {row["token"]: row for row in rows}
+    return {row["id"]: row for row in rows}
 
 
 def test_kill_9_during_burst_loses_nothing(dovecot_factory, sink):
@@ -128,13 +128,13 @@ def test_kill_9_during_burst_loses_nothing(dovecot_factory, sink):
 
 def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
                                                         sink):
-    # attempts at 0, +1 s, +8 s; then 64 s would pass the 20 s deadline.
-    # Had the restart reset the count, the third failure would be retried
-    # after 1 s.
+    # attempts at 0, +4 s, +8 s; then 12 s would pass the 9 s deadline.
+    # Had the restart lost the state, the third attempt would go out at
+    # once and the count would start over.
     dovecot = dovecot_factory(sink=sink, settings={
         "deltapush_debounce": "1s",
-        "deltapush_retry_base": "1s",
-        "deltapush_retry_deadline": "20s",
+        "deltapush_retry_base": "4s",
+        "deltapush_retry_deadline": "9s",
     })
     user = new_user("retry")
     token = make_token()
@@ -143,12 +143,12 @@ def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
     mark = dovecot.log_size()
 
     started = _deliver(dovecot, user)
-    assert len(sink.wait_for(2, timeout=4, since=started,
+    assert len(sink.wait_for(2, timeout=6, since=started,
                              bodies=[token])) == 2
     # the second failure is recorded (warning logged after the save)
     assert dovecot.wait_for_log(lambda t: "(attempt 2," in t, offset=mark,
                                 timeout=3)
-    prefix = token[:12] + "…"
+    prefix = token_id(token)
     rows = _list_rows(dovecot, user)
     if rows is not None:
         assert rows[prefix]["state"] == "retrying", rows
@@ -166,8 +166,8 @@ def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
     got = sink.wait_for(3, timeout=12, since=started, bodies=[token])
     times = [r.monotonic - started for r in got]
     assert len(times) == 3, times
-    # still 8 s after the second attempt: the restart changed nothing
-    assert 7.8 <= times[2] - times[1] <= 8.8, times
+    # still 4 s after the second attempt: the restart changed nothing
+    assert 3.8 <= times[2] - times[1] <= 4.8, times
     log = dovecot.wait_for_log(lambda t: "Giving up pushing token" in t,
                                offset=mark, timeout=3)
     assert log is not None and "after 3 attempts" in log, \

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import doveadm_ns
-from helpers import make_token, new_user, register, tokens_of
+from helpers import make_token, new_user, register, token_id, tokens_of
 from observe import token_leaks
 
 COLUMNS = ["users", "tokens_imported", "tokens_known", "tokens_expired",
@@ -65,9 +65,9 @@ def _counts(users=0, imported=0, known=0, expired=0, invalid=0, failed=0):
 
 
 def _last_seen(doveadm, dovecot, user):
-    """{12-character token prefix: last seen unix time} from doveadm list."""
+    """{token id: last seen unix time} from doveadm list."""
     rows = doveadm.run_json(dovecot, "deltapush", "list", "-u", user)
-    return {row["token"][:12]: time.mktime(time.strptime(row["last_seen"],
+    return {row["id"]: time.mktime(time.strptime(row["last_seen"],
                                                          TIME_FORMAT))
             for row in rows}
 
@@ -140,10 +140,10 @@ def test_import_both_forms_then_nothing_changes(dovecot_factory, doveadm,
     assert tokens_of(dovecot, frank) == [f1]
     # with the relay's last seen times (doveadm shows whole seconds)
     seen = _last_seen(doveadm, dovecot, alice)
-    assert abs(seen[a_recent[:12]] - (now - 3600)) <= 2, seen
-    assert abs(seen[a_older[:12]] - (now - 10 * DAY)) <= 2, seen
+    assert abs(seen[token_id(a_recent)] - (now - 3600)) <= 2, seen
+    assert abs(seen[token_id(a_older)] - (now - 10 * DAY)) <= 2, seen
     seen = _last_seen(doveadm, dovecot, bob)
-    assert seen == {b1[:12]: bob_mtime, b2[:12]: bob_mtime}, seen
+    assert seen == {token_id(b1): bob_mtime, token_id(b2): bob_mtime}, seen
 
     # again: nothing new, the same verdicts
     before = {user: sorted(tokens_of(dovecot, user))
@@ -178,7 +178,7 @@ def test_import_never_moves_last_seen_back(dovecot_factory, doveadm,
     assert counts == _counts(users=1, known=1), (counts, result.stderr)
     assert result.returncode == 0, result
     seen = _last_seen(doveadm, dovecot, user)
-    assert abs(seen[token[:12]] - registered) <= 2, seen
+    assert abs(seen[token_id(token)] - registered) <= 2, seen
     assert tokens_of(dovecot, user) == [token]
 
 
