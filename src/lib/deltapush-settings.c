@@ -112,6 +112,27 @@ deltapush_settings_url(struct deltapush_settings_reader *reader,
 	return 0;
 }
 
+static int
+deltapush_settings_fsync(struct deltapush_settings_reader *reader,
+			 const char *name, enum deltapush_fsync *value_r)
+{
+	const char *value = deltapush_settings_get(reader, name);
+
+	if (value == NULL || strcmp(value, "optimized") == 0)
+		*value_r = DELTAPUSH_FSYNC_OPTIMIZED;
+	else if (strcmp(value, "always") == 0)
+		*value_r = DELTAPUSH_FSYNC_ALWAYS;
+	else if (strcmp(value, "never") == 0)
+		*value_r = DELTAPUSH_FSYNC_NEVER;
+	else {
+		reader->error = t_strdup_printf(
+			"%s: Invalid value '%s' (expected optimized, always "
+			"or never)", name, value);
+		return -1;
+	}
+	return 0;
+}
+
 int deltapush_settings_parse(pool_t pool, deltapush_settings_getenv_t *getenv,
 			     void *context,
 			     const struct deltapush_settings **set_r,
@@ -159,6 +180,8 @@ int deltapush_settings_parse(pool_t pool, deltapush_settings_getenv_t *getenv,
 				    TRUE, &set->retry_base_msecs) < 0 ||
 	    deltapush_settings_time(&reader, "deltapush_retry_deadline", "5h",
 				    FALSE, &set->retry_deadline_secs) < 0 ||
+	    deltapush_settings_fsync(&reader, "deltapush_fsync",
+				     &set->fsync) < 0 ||
 	    deltapush_settings_time(&reader, "deltapush_service_timeout", "2s",
 				    TRUE, &set->service_timeout_msecs) < 0 ||
 	    deltapush_settings_bool(&reader, "deltapush_skip_self", TRUE,

@@ -9,6 +9,18 @@
 #define DELTAPUSH_DEFAULT_DB_NAME "deltapush.sqlite"
 #define DELTAPUSH_DEFAULT_SOCKET "deltapush"
 
+/* deltapush_fsync, named and meant as Dovecot's mail_fsync */
+enum deltapush_fsync {
+	/* fsync before acknowledging a registration or a new mail; the
+	   outcome of a sent push is not synced (losing it re-sends a push) */
+	DELTAPUSH_FSYNC_OPTIMIZED = 0,
+	/* fsync every commit */
+	DELTAPUSH_FSYNC_ALWAYS,
+	/* fsync only at WAL checkpoints: a power loss may lose the last
+	   acknowledged requests (a crash of the process loses nothing) */
+	DELTAPUSH_FSYNC_NEVER,
+};
+
 struct deltapush_settings {
 	/* Service side */
 	const char *notify_url;			/* deltapush_notify_url */
@@ -20,6 +32,7 @@ struct deltapush_settings {
 	unsigned int debounce_msecs;		/* deltapush_debounce [10s] */
 	unsigned int retry_base_msecs;		/* deltapush_retry_base [8s] */
 	unsigned int retry_deadline_secs;	/* deltapush_retry_deadline [5h] */
+	enum deltapush_fsync fsync;		/* deltapush_fsync [optimized] */
 
 	/* Plugin side */
 	const char *socket_path;		/* deltapush_socket [deltapush] */

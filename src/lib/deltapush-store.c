@@ -128,6 +128,9 @@ struct deltapush_store {
 	sqlite3 *db;
 	sqlite3_stmt *stmts[DELTAPUSH_STORE_STMT_COUNT];
 
+	enum deltapush_fsync fsync;
+	/* PRAGMA synchronous is FULL */
+	bool synchronous_full:1;
 	/* Inside deltapush_store_begin() .. commit/rollback */
 	bool in_transaction:1;
 	bool exclusive:1;
@@ -490,7 +493,9 @@ deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 	/* The first statement reads the file, so this is also where a file
 	   that is not a database is noticed. WAL with synchronous=NORMAL
 	   keeps every commit across a crash of the process (only a power
-	   loss may lose the last ones) while not syncing every commit. */
+	   loss may lose the last ones); deltapush_store_set_acknowledged()
+	   switches to FULL, which syncs the WAL at every commit, for what
+	   deltapush_fsync wants on disk. */
 	if (deltapush_store_query_value(store, "PRAGMA journal_mode = WAL",
 					&journal_mode, error_r) < 0) {
 		*error_r = t_strdup_printf("%s: %s", store->path, *error_r);
@@ -578,6 +583,47 @@ void deltapush_store_close(struct deltapush_store **_store)
 	event_unref(&store->event);
 	i_free(store->path);
 	i_free(store);
+}
+
+void deltapush_store_set_fsync(struct deltapush_store *store,
+			       enum deltapush_fsync mode)
+{
+	store->fsync = mode;
+}
+
+int deltapush_store_set_acknowledged(struct deltapush_store *store,
+				     bool acknowledged, const char **error_r)
+{
+	bool full;
+
+	i_assert(!store->in_transaction);
+
+	switch (store->fsync) {
+	case DELTAPUSH_FSYNC_OPTIMIZED:
+		full = acknowledged;
+		break;
+	case DELTAPUSH_FSYNC_ALWAYS:
+		full = TRUE;
+		break;
+	case DELTAPUSH_FSYNC_NEVER:
+	default:
+		full = FALSE;
+		break;
+	}
+	if (full == store->synchronous_full)
+		return 0;
+	if (deltapush_store_exec(store, full ? "PRAGMA synchronous = FULL" :
+				 "PRAGMA synchronous = NORMAL", error_r) < 0)
+		return -1;
+	store->synchronous_full = full;
+	return 0;
+}
+
+int deltapush_store_get_synchronous(struct deltapush_store *store,
+				    int64_t *level_r, const char **error_r)
+{
+	return deltapush_store_query_int(store, "PRAGMA synchronous",
+					 level_r, error_r);
 }
 
 int deltapush_store_begin(struct deltapush_store *store, const char **error_r)

@@ -2,6 +2,7 @@
 #define DELTAPUSH_STORE_H
 
 #include "deltapush-schedule.h"
+#include "deltapush-settings.h"
 
 /* The service's SQLite database: every user's push tokens and the push
    state of each token. Only the deltapush service opens it. */
@@ -28,6 +29,18 @@ int deltapush_store_open(const char *path, bool exclusive,
 			 struct deltapush_store **store_r,
 			 const char **error_r);
 void deltapush_store_close(struct deltapush_store **store);
+
+/* How commits are synced to disk (see enum deltapush_fsync). */
+void deltapush_store_set_fsync(struct deltapush_store *store,
+			       enum deltapush_fsync mode);
+/* Sync the next commits as a write whose success is acknowledged to a
+   client (TRUE) or as background bookkeeping (FALSE). Call outside a
+   transaction. */
+int deltapush_store_set_acknowledged(struct deltapush_store *store,
+				     bool acknowledged, const char **error_r);
+/* SQLite's PRAGMA synchronous now (1 = NORMAL, 2 = FULL), for tests */
+int deltapush_store_get_synchronous(struct deltapush_store *store,
+				    int64_t *level_r, const char **error_r);
 
 /* Group the following calls into one transaction (and one disk sync). */
 int deltapush_store_begin(struct deltapush_store *store, const char **error_r);

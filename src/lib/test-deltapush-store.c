@@ -864,6 +864,45 @@ static void test_copy_file(const char *src, const char *dest)
 	i_close_fd(&fd_out);
 }
 
+static void test_store_fsync(void)
+{
+	static const struct {
+		enum deltapush_fsync mode;
+		bool acknowledged;
+		int64_t level;
+	} cases[] = {
+		{ DELTAPUSH_FSYNC_OPTIMIZED, TRUE, 2 },
+		{ DELTAPUSH_FSYNC_OPTIMIZED, FALSE, 1 },
+		{ DELTAPUSH_FSYNC_OPTIMIZED, TRUE, 2 },
+		{ DELTAPUSH_FSYNC_ALWAYS, FALSE, 2 },
+		{ DELTAPUSH_FSYNC_ALWAYS, TRUE, 2 },
+		{ DELTAPUSH_FSYNC_NEVER, TRUE, 1 },
+		{ DELTAPUSH_FSYNC_NEVER, FALSE, 1 },
+	};
+	struct deltapush_store *store;
+	const char *path, *error;
+	int64_t level;
+	unsigned int i;
+
+	test_begin("store fsync modes");
+	path = test_store_path();
+	store = test_store_open(path);
+	/* synchronous = FULL syncs the WAL at every commit: what an
+	   acknowledged request needs to survive a power loss */
+	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		deltapush_store_set_fsync(store, cases[i].mode);
+		test_assert_idx(deltapush_store_set_acknowledged(store,
+			cases[i].acknowledged, &error) == 0, i);
+		test_assert_idx(deltapush_store_get_synchronous(store, &level,
+								&error) == 0, i);
+		test_assert_idx(level == cases[i].level, i);
+		test_assert_idx(test_register(store, "u", "t", 1000) >= 0, i);
+	}
+	deltapush_store_close(&store);
+	test_store_path_cleanup();
+	test_end();
+}
+
 static void test_store_crash(void)
 {
 	struct deltapush_store *store;
@@ -977,6 +1016,7 @@ int main(void)
 		test_store_transactions,
 		test_store_exclusive,
 		test_store_crash,
+		test_store_fsync,
 		test_store_open_errors,
 		NULL
 	};

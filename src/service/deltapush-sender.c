@@ -162,7 +162,10 @@ static int deltapush_sender_sync_states(struct deltapush_sender *sender,
 
 	if (array_count(&sender->dirty) == 0)
 		return 0;
-	if (!in_transaction && deltapush_store_begin(sender->store, error_r) < 0)
+	if (!in_transaction &&
+	    (deltapush_store_set_acknowledged(sender->store, FALSE,
+					      error_r) < 0 ||
+	     deltapush_store_begin(sender->store, error_r) < 0))
 		return -1;
 	array_foreach(&sender->dirty, dirty) {
 		/* 0 = the token is gone meanwhile: nothing to save */
@@ -241,7 +244,11 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 
 	if (result->status == 410) {
 		/* The proxy says the token can never be delivered again. */
-		ret = deltapush_store_remove(sender->store, pend->id, &error);
+		ret = deltapush_store_set_acknowledged(sender->store, FALSE,
+						       &error);
+		if (ret == 0)
+			ret = deltapush_store_remove(sender->store, pend->id,
+						     &error);
 		if (ret < 0) {
 			e_error(sender->event, "Couldn't remove the expired "
 				"token %s of user %s: %s", pend->token_id,
@@ -415,7 +422,10 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	int ret = 0;
 
 	t_array_init(&tokens, 8);
-	if (deltapush_store_begin(sender->store, error_r) < 0)
+	/* The mail process is told the trigger is recorded */
+	if (deltapush_store_set_acknowledged(sender->store, TRUE,
+					     error_r) < 0 ||
+	    deltapush_store_begin(sender->store, error_r) < 0)
 		return -1;
 	/* The store must know how earlier pushes ended before their tokens'
 	   state is read from it. */

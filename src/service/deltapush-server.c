@@ -106,11 +106,14 @@ deltapush_server_register(struct deltapush_server_client *client,
 		return;
 	}
 	t_array_init(&evicted, 2);
-	ret = deltapush_store_register(server->store, request->user,
-				       request->token, now,
-				       DELTAPUSH_TOKENS_MAX_PER_USER,
-				       pool_datastack_create(), &evicted,
-				       &error);
+	/* The client is told the token is stored */
+	ret = deltapush_store_set_acknowledged(server->store, TRUE, &error);
+	if (ret == 0) {
+		ret = deltapush_store_register(server->store, request->user,
+				request->token, now,
+				DELTAPUSH_TOKENS_MAX_PER_USER,
+				pool_datastack_create(), &evicted, &error);
+	}
 	if (ret < 0) {
 		deltapush_server_fail(client, "Registration", request->user,
 				      error);
@@ -185,7 +188,9 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 
 	t_array_init(&tokens, 8);
 	t_array_init(&removed, 8);
-	if (deltapush_store_begin(server->store, &error) < 0) {
+	if (deltapush_store_set_acknowledged(server->store, TRUE,
+					     &error) < 0 ||
+	    deltapush_store_begin(server->store, &error) < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;

@@ -169,6 +169,7 @@ static int deltapush_db_open(void)
 					     error);
 		return -1;
 	}
+	deltapush_store_set_fsync(deltapush_store, deltapush_set->fsync);
 	deltapush_db_dev = st.st_dev;
 	deltapush_db_ino = st.st_ino;
 	deltapush_sender = deltapush_sender_init(deltapush_set,
