@@ -180,6 +180,8 @@ int deltapush_settings_parse(pool_t pool, deltapush_settings_getenv_t *getenv,
 				    TRUE, &set->retry_base_msecs) < 0 ||
 	    deltapush_settings_time(&reader, "deltapush_retry_deadline", "5h",
 				    FALSE, &set->retry_deadline_secs) < 0 ||
+	    deltapush_settings_uint(&reader, "deltapush_gone_limit", 100,
+				    TRUE, &set->gone_limit) < 0 ||
 	    deltapush_settings_fsync(&reader, "deltapush_fsync",
 				     &set->fsync) < 0 ||
 	    deltapush_settings_time(&reader, "deltapush_service_timeout", "2s",

@@ -33,6 +33,9 @@ struct deltapush_settings {
 	unsigned int retry_base_msecs;		/* deltapush_retry_base [8s] */
 	unsigned int retry_deadline_secs;	/* deltapush_retry_deadline [5h] */
 	enum deltapush_fsync fsync;		/* deltapush_fsync [optimized] */
+	/* Tokens removed for a 410 per hour at most; beyond that they are
+	   kept and the push retried, in case the proxy itself broke */
+	unsigned int gone_limit;		/* deltapush_gone_limit [100] */
 
 	/* Plugin side */
 	const char *socket_path;		/* deltapush_socket [deltapush] */

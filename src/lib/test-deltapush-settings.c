@@ -17,6 +17,7 @@ static const char *const setting_names[] = {
 	"deltapush_retry_base",
 	"deltapush_retry_deadline",
 	"deltapush_fsync",
+	"deltapush_gone_limit",
 	"deltapush_socket",
 	"deltapush_service_timeout",
 	"deltapush_mailboxes",
@@ -80,6 +81,7 @@ static void test_assert_defaults(const struct deltapush_settings *set)
 	test_assert(set->retry_base_msecs == 8 * 1000);
 	test_assert(set->retry_deadline_secs == 5 * 3600);
 	test_assert(set->fsync == DELTAPUSH_FSYNC_OPTIMIZED);
+	test_assert(set->gone_limit == 100);
 	test_assert_strcmp(set->socket_path, DELTAPUSH_DEFAULT_SOCKET);
 	test_assert_strcmp(set->socket_path, "deltapush");
 	test_assert(set->service_timeout_msecs == 2 * 1000);

@@ -13,6 +13,9 @@
 #include "deltapush-schedule.h"
 #include "deltapush-sender.h"
 
+/* deltapush_gone_limit counts token removals per this long */
+#define DELTAPUSH_SENDER_GONE_INTERVAL_SECS 3600
+
 /* How many pending pushes to read from the store at a time at startup. */
 #define DELTAPUSH_SENDER_LOAD_BATCH 1000
 
@@ -56,6 +59,11 @@ struct deltapush_sender {
 
 	char *last_error;
 	time_t last_error_time;
+
+	/* Tokens removed for a 410 since gone_since */
+	time_t gone_since;
+	unsigned int gone_count;
+	bool gone_limit_logged;
 };
 
 static void deltapush_sender_run(struct deltapush_sender *sender);
@@ -214,6 +222,33 @@ static void deltapush_sender_save(struct deltapush_sender *sender,
 	}
 }
 
+/* Returns TRUE if one more token may be removed because the proxy
+   answered 410. A broken proxy (its keyring lost) answers 410 for every
+   token: the limit keeps the tokens it would otherwise wipe. */
+static bool deltapush_sender_gone_allowed(struct deltapush_sender *sender)
+{
+	if (ioloop_time - sender->gone_since >=
+	    DELTAPUSH_SENDER_GONE_INTERVAL_SECS ||
+	    ioloop_time < sender->gone_since) {
+		sender->gone_since = ioloop_time;
+		sender->gone_count = 0;
+		sender->gone_limit_logged = FALSE;
+	}
+	if (sender->gone_count < sender->set->gone_limit) {
+		sender->gone_count++;
+		return TRUE;
+	}
+	if (!sender->gone_limit_logged) {
+		e_error(sender->event, "The notification proxy reported more "
+			"than %u tokens gone (410) within %d s: keeping the "
+			"tokens and retrying their pushes (deltapush_gone_limit)",
+			sender->set->gone_limit,
+			DELTAPUSH_SENDER_GONE_INTERVAL_SECS);
+		sender->gone_limit_logged = TRUE;
+	}
+	return FALSE;
+}
+
 static void
 deltapush_sender_finish(struct deltapush_sender *sender,
 			struct deltapush_pending *pend,
@@ -223,6 +258,7 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	uint64_t now = deltapush_now_msecs();
 	const char *error = NULL;
 	struct event_passthrough *e;
+	bool gone;
 	int ret;
 
 	e = deltapush_sender_event(sender, "deltapush_push_finished",
@@ -230,7 +266,8 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		add_int("status", result->status)->
 		add_int("attempt", pend->state.attempts + 1)->
 		add_int("duration_usecs", result->duration_usecs);
-	if (result->status != 200 && result->status != 410) {
+	gone = result->status == 410 && deltapush_sender_gone_allowed(sender);
+	if (result->status != 200 && !gone) {
 		error = result->error != NULL ? result->error :
 			t_strdup_printf("HTTP status %u", result->status);
 		e->add_str("error", error);
@@ -242,7 +279,7 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		"status %u in %llu us", pend->token_id, pend->user,
 		result->status, (unsigned long long)result->duration_usecs);
 
-	if (result->status == 410) {
+	if (gone) {
 		/* The proxy says the token can never be delivered again. */
 		ret = deltapush_store_set_acknowledged(sender->store, FALSE,
 						       &error);

@@ -4,7 +4,7 @@
 import os
 import time
 
-from dovecot_instance import make_message
+from dovecot_instance import make_message, wait_until
 from helpers import (assert_log_has_no_tokens, make_token, new_user,
                      register, token_id, tokens_of)
 
@@ -104,3 +104,39 @@ def test_push_failed_during_outage_is_not_lost(dovecot, sink):
 def test_tokens_never_logged_whole(dovecot):
     assert ALL_TOKENS
     assert_log_has_no_tokens(dovecot, ALL_TOKENS)
+
+
+def test_410_burst_removes_at_most_the_limit(dovecot_factory, sink):
+    # Issue 12: a proxy that lost its keyring answers 410 for every token;
+    # without a limit one delivery round wiped them all. Here the limit is
+    # 3 per hour: 3 of 6 tokens go, the others stay and are retried.
+    dovecot = dovecot_factory(sink=sink, settings={
+        "deltapush_gone_limit": "3",
+        "deltapush_debounce": "1s",
+        "deltapush_retry_base": "1s",
+    })
+    user = new_user("gone")
+    tokens = [make_token() for _ in range(6)]
+    register(dovecot, user, *tokens)
+    for token in tokens:
+        sink.set_status(token, 410)
+    mark = dovecot.log_size()
+    since = time.monotonic()
+    replies = dovecot.deliver_lmtp(user, make_message(to=user))
+    assert [code for code, _ in replies] == [250], replies
+    sink.wait_for_bodies(tokens, since=since, timeout=5)
+    assert dovecot.wait_for_log(
+        lambda t: "reported more than 3 tokens gone" in t and
+        t.count("the notification proxy reports it gone") == 3,
+        offset=mark, timeout=5), dovecot.log_since(mark)
+    kept = tokens_of(dovecot, user)
+    assert len(kept) == 3, len(kept)
+    # the proxy recovers: the kept tokens' pushes are retried and arrive
+    for token in kept:
+        sink.set_status(token, 200)
+    def pushed():
+        return {r.body for r in sink.requests(since=since, bodies=kept)
+                if r.status == 200} == {t.encode() for t in kept}
+    assert wait_until(pushed, timeout=8), sink.requests(since=since)
+    assert len(tokens_of(dovecot, user)) == 3
+    print("410 for 6 tokens with deltapush_gone_limit=3: 3 removed, 3 kept")
