@@ -3,6 +3,8 @@
 #include "lib.h"
 #include "array.h"
 #include "strnum.h"
+#include "ioloop.h"
+#include "time-util.h"
 #include "deltapush-common.h"
 #include "deltapush-store.h"
 
@@ -122,6 +124,11 @@ static const char *const deltapush_store_sql[DELTAPUSH_STORE_STMT_COUNT] = {
 		" MIN(due_ms) FROM tokens",
 };
 
+struct deltapush_store_commit_callback {
+	deltapush_store_commit_callback_t *callback;
+	void *context;
+};
+
 struct deltapush_store {
 	struct event *event;
 	char *path;
@@ -131,6 +138,12 @@ struct deltapush_store {
 	enum deltapush_fsync fsync;
 	/* PRAGMA synchronous is FULL */
 	bool synchronous_full:1;
+	/* The group commit of this ioloop pass */
+	struct timeout *to_group;
+	ARRAY(struct deltapush_store_commit_callback) group_callbacks;
+	unsigned int group_members, commit_count;
+	bool group_open:1;
+	bool group_acknowledged:1;
 	/* Inside deltapush_store_begin() .. commit/rollback */
 	bool in_transaction:1;
 	bool exclusive:1;
@@ -535,6 +548,7 @@ int deltapush_store_open(const char *path, bool exclusive,
 	store = i_new(struct deltapush_store, 1);
 	store->path = i_strdup(path);
 	store->exclusive = exclusive;
+	i_array_init(&store->group_callbacks, 16);
 	store->event = event_create(event_parent);
 	event_add_category(store->event, &event_category_deltapush);
 	event_set_append_log_prefix(store->event, "deltapush-store: ");
@@ -557,11 +571,19 @@ void deltapush_store_close(struct deltapush_store **_store)
 		return;
 	*_store = NULL;
 
+	if (store->group_open) {
+		/* The writes of this pass were acknowledged or are about to
+		   be: keep them */
+		const char *error;
+
+		(void)deltapush_store_group_commit(store, &error);
+	}
 	if (store->in_transaction) {
 		e_warning(store->event, "Closed inside a transaction, "
 			  "rolling it back");
 		deltapush_store_rollback(store);
 	}
+	array_free(&store->group_callbacks);
 	for (i = 0; i < DELTAPUSH_STORE_STMT_COUNT; i++) {
 		if (store->stmts[i] == NULL)
 			continue;
@@ -591,12 +613,11 @@ void deltapush_store_set_fsync(struct deltapush_store *store,
 	store->fsync = mode;
 }
 
-int deltapush_store_set_acknowledged(struct deltapush_store *store,
-				     bool acknowledged, const char **error_r)
+static int
+deltapush_store_set_synchronous(struct deltapush_store *store,
+				bool acknowledged, const char **error_r)
 {
 	bool full;
-
-	i_assert(!store->in_transaction);
 
 	switch (store->fsync) {
 	case DELTAPUSH_FSYNC_OPTIMIZED:
@@ -617,6 +638,145 @@ int deltapush_store_set_acknowledged(struct deltapush_store *store,
 		return -1;
 	store->synchronous_full = full;
 	return 0;
+}
+
+int deltapush_store_set_acknowledged(struct deltapush_store *store,
+				     bool acknowledged, const char **error_r)
+{
+	i_assert(!store->in_transaction);
+	return deltapush_store_set_synchronous(store, acknowledged, error_r);
+}
+
+static void deltapush_store_group_timeout(struct deltapush_store *store)
+{
+	const char *error;
+
+	/* The members' callbacks report a failure */
+	(void)deltapush_store_group_commit(store, &error);
+}
+
+int deltapush_store_group_join(struct deltapush_store *store,
+			       bool acknowledged, const char **error_r)
+{
+	const char *error;
+
+	if (store->group_open && acknowledged && !store->group_acknowledged &&
+	    store->fsync == DELTAPUSH_FSYNC_OPTIMIZED) {
+		/* SQLite takes the sync level only outside a transaction:
+		   commit the bookkeeping so far unsynced and sync the
+		   acknowledged writes in a new one. */
+		(void)deltapush_store_group_commit(store, &error);
+	}
+	if (!store->group_open) {
+		i_assert(!store->in_transaction);
+		if (deltapush_store_set_synchronous(store, acknowledged,
+						    error_r) < 0 ||
+		    deltapush_store_begin(store, error_r) < 0)
+			return -1;
+		store->group_open = TRUE;
+		store->group_acknowledged = FALSE;
+		store->group_members = 0;
+		/* After everything else that is ready in this pass */
+		store->to_group = timeout_add_short_to(io_loop_get_root(), 0,
+			deltapush_store_group_timeout, store);
+	}
+	store->group_members++;
+	if (acknowledged)
+		store->group_acknowledged = TRUE;
+	return 0;
+}
+
+#undef deltapush_store_group_add_callback
+void deltapush_store_group_add_callback(struct deltapush_store *store,
+					deltapush_store_commit_callback_t *callback,
+					void *context)
+{
+	struct deltapush_store_commit_callback *cb;
+
+	i_assert(store->group_open);
+	cb = array_append_space(&store->group_callbacks);
+	cb->callback = callback;
+	cb->context = context;
+}
+
+bool deltapush_store_group_is_open(struct deltapush_store *store)
+{
+	return store->group_open;
+}
+
+unsigned int deltapush_store_get_commit_count(struct deltapush_store *store)
+{
+	return store->commit_count;
+}
+
+int deltapush_store_group_commit(struct deltapush_store *store,
+				 const char **error_r)
+{
+	ARRAY(struct deltapush_store_commit_callback) callbacks;
+	const struct deltapush_store_commit_callback *cb;
+	struct timeval start, end;
+	long long usecs;
+	const char *error = NULL;
+	int ret;
+
+	if (!store->group_open)
+		return 0;
+	timeout_remove(&store->to_group);
+	store->group_open = FALSE;
+	i_gettimeofday(&start);
+	ret = deltapush_store_commit(store, &error);
+	if (ret == 0)
+		store->commit_count++;
+	i_gettimeofday(&end);
+	usecs = timeval_diff_usecs(&end, &start);
+	e_debug(event_create_passthrough(store->event)->
+		set_name("deltapush_commit")->
+		add_int("requests", store->group_members)->
+		add_int("synced", store->synchronous_full ? 1 : 0)->
+		add_int("duration_usecs", I_MAX(usecs, 0))->
+		add_str("error", error)->event(),
+		"Committed %u write(s)%s%s", store->group_members,
+		ret < 0 ? ": failed: " : "", ret < 0 ? error : "");
+	if (ret < 0)
+		e_error(store->event, "Commit failed: %s", error);
+
+	/* Callbacks may join a new group */
+	t_array_init(&callbacks, array_count(&store->group_callbacks) + 1);
+	array_append_array(&callbacks, &store->group_callbacks);
+	array_clear(&store->group_callbacks);
+	array_foreach(&callbacks, cb)
+		cb->callback(ret, error, cb->context);
+	if (ret < 0)
+		*error_r = error;
+	return ret;
+}
+
+int deltapush_store_savepoint(struct deltapush_store *store,
+			      const char **error_r)
+{
+	i_assert(store->in_transaction);
+	if (deltapush_store_check_transaction(store, error_r) < 0)
+		return -1;
+	return deltapush_store_run(store, DELTAPUSH_STORE_STMT_SAVEPOINT,
+				   error_r);
+}
+
+int deltapush_store_release(struct deltapush_store *store,
+			    const char **error_r)
+{
+	i_assert(store->in_transaction);
+	if (deltapush_store_run(store, DELTAPUSH_STORE_STMT_RELEASE,
+				error_r) < 0) {
+		deltapush_store_rollback_to(store);
+		return -1;
+	}
+	return 0;
+}
+
+void deltapush_store_rollback_to(struct deltapush_store *store)
+{
+	i_assert(store->in_transaction);
+	deltapush_store_call_rollback(store);
 }
 
 int deltapush_store_get_synchronous(struct deltapush_store *store,

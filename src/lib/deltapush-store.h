@@ -42,6 +42,41 @@ int deltapush_store_set_acknowledged(struct deltapush_store *store,
 int deltapush_store_get_synchronous(struct deltapush_store *store,
 				    int64_t *level_r, const char **error_r);
 
+/* Group commit: the writes of one ioloop pass share one transaction and
+   one disk sync. The first join begins the transaction; it is committed
+   by a zero timeout once the pass is over, or by group_commit(). Each
+   caller wraps its writes in a savepoint so that a failure undoes only
+   its own, and acts on them (e.g. replies OK) only from its commit
+   callback. acknowledged: the writes are acknowledged to a client, see
+   deltapush_store_set_acknowledged(). */
+typedef void deltapush_store_commit_callback_t(int ret, const char *error,
+					       void *context);
+int deltapush_store_group_join(struct deltapush_store *store,
+			       bool acknowledged, const char **error_r);
+/* Call callback once the group's transaction committed (ret 0) or failed
+   (ret -1 with error). Only while a group is open. */
+void deltapush_store_group_add_callback(struct deltapush_store *store,
+					deltapush_store_commit_callback_t *callback,
+					void *context);
+#define deltapush_store_group_add_callback(store, callback, context) \
+	deltapush_store_group_add_callback(store, \
+		(deltapush_store_commit_callback_t *)callback, \
+		TRUE ? context : CALLBACK_TYPECHECK(callback, \
+			void (*)(int, const char *, typeof(context))))
+/* Commit the open group now (nothing when none is open). */
+int deltapush_store_group_commit(struct deltapush_store *store,
+				 const char **error_r);
+bool deltapush_store_group_is_open(struct deltapush_store *store);
+/* Transactions committed so far, for tests */
+unsigned int deltapush_store_get_commit_count(struct deltapush_store *store);
+
+/* A savepoint inside the group's transaction */
+int deltapush_store_savepoint(struct deltapush_store *store,
+			      const char **error_r);
+int deltapush_store_release(struct deltapush_store *store,
+			    const char **error_r);
+void deltapush_store_rollback_to(struct deltapush_store *store);
+
 /* Group the following calls into one transaction (and one disk sync). */
 int deltapush_store_begin(struct deltapush_store *store, const char **error_r);
 /* A failed commit has rolled the transaction back: no rollback after it. */

@@ -3,6 +3,7 @@
 #include "lib.h"
 #include "array.h"
 #include "str.h"
+#include "ioloop.h"
 #include "write-full.h"
 #include "unlink-directory.h"
 #include "test-common.h"
@@ -903,6 +904,126 @@ static void test_store_fsync(void)
 	test_end();
 }
 
+struct test_group_ctx {
+	struct deltapush_store *store;
+	struct timeout *to;
+	const char *prefix;
+	unsigned int requests, commits_seen, failures_seen;
+	unsigned int commit_count_at_callback;
+	bool callbacks_before_pass_end;
+};
+
+static void test_group_committed(int ret, const char *error ATTR_UNUSED,
+				 struct test_group_ctx *ctx)
+{
+	if (ret == 0)
+		ctx->commits_seen++;
+	else
+		ctx->failures_seen++;
+	ctx->commit_count_at_callback =
+		deltapush_store_get_commit_count(ctx->store);
+}
+
+/* What the service does for each request of one ioloop pass */
+static void test_group_requests(struct test_group_ctx *ctx)
+{
+	const char *error;
+	unsigned int i;
+
+	timeout_remove(&ctx->to);
+	for (i = 0; i < ctx->requests; i++) {
+		test_assert_idx(deltapush_store_group_join(ctx->store, TRUE,
+							   &error) == 0, i);
+		test_assert_idx(deltapush_store_savepoint(ctx->store,
+							  &error) == 0, i);
+		test_assert_idx(test_register(ctx->store, "u",
+			t_strdup_printf("%s%u", ctx->prefix, i), 1000) == 1, i);
+		test_assert_idx(deltapush_store_release(ctx->store,
+							&error) == 0, i);
+		deltapush_store_group_add_callback(ctx->store,
+			test_group_committed, ctx);
+	}
+	/* the replies wait for the commit */
+	if (ctx->commits_seen + ctx->failures_seen > 0)
+		ctx->callbacks_before_pass_end = TRUE;
+}
+
+static void test_group_stop(struct ioloop *ioloop)
+{
+	io_loop_stop(ioloop);
+}
+
+static void test_group_run(struct test_group_ctx *ctx)
+{
+	struct ioloop *ioloop = io_loop_create();
+	struct timeout *to_stop;
+
+	ctx->to = timeout_add_short(0, test_group_requests, ctx);
+	to_stop = timeout_add_short(100, test_group_stop, ioloop);
+	io_loop_run(ioloop);
+	timeout_remove(&to_stop);
+	io_loop_destroy(&ioloop);
+}
+
+static void test_store_group_commit(void)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	struct test_group_ctx ctx;
+	struct deltapush_store *store;
+	const char *path;
+	sqlite3 *db;
+	unsigned int before;
+
+	test_begin("store group commit");
+	path = test_store_path();
+	store = test_store_open(path);
+
+	/* 10 requests in one pass: one transaction, callbacks after it */
+	i_zero(&ctx);
+	ctx.store = store;
+	ctx.requests = 10;
+	ctx.prefix = "first";
+	before = deltapush_store_get_commit_count(store);
+	test_group_run(&ctx);
+	test_assert(deltapush_store_get_commit_count(store) == before + 1);
+	test_assert(ctx.commits_seen == 10);
+	test_assert(ctx.failures_seen == 0);
+	test_assert(!ctx.callbacks_before_pass_end);
+	test_assert(ctx.commit_count_at_callback == before + 1);
+	tokens = test_list(store, "u", 0);
+	test_assert(array_count(&tokens) == 10);
+	test_assert(!deltapush_store_group_is_open(store));
+	deltapush_store_close(&store);
+
+	/* A commit that fails (here a deferred constraint, as a full disk
+	   would) fails every request of the pass, and nothing is kept */
+	test_assert(sqlite3_open(path, &db) == SQLITE_OK);
+	test_assert(sqlite3_exec(db,
+		"CREATE TABLE parent (id INTEGER PRIMARY KEY);"
+		"CREATE TABLE child (pid INTEGER REFERENCES parent(id)"
+		" DEFERRABLE INITIALLY DEFERRED);"
+		"CREATE TRIGGER fail_commit AFTER INSERT ON tokens"
+		" BEGIN INSERT INTO child VALUES (999); END;",
+		NULL, NULL, NULL) == SQLITE_OK);
+	(void)sqlite3_close(db);
+	store = test_store_open(path);
+	i_zero(&ctx);
+	ctx.store = store;
+	ctx.requests = 3;
+	test_expect_error_string("FOREIGN KEY constraint failed");
+	ctx.prefix = "second";
+	before = deltapush_store_get_commit_count(store);
+	test_group_run(&ctx);
+	test_assert(ctx.commits_seen == 0);
+	test_assert(ctx.failures_seen == 3);
+	test_assert(deltapush_store_get_commit_count(store) == before);
+	tokens = test_list(store, "u", 0);
+	test_assert(array_count(&tokens) == 10);
+	deltapush_store_close(&store);
+	test_store_path_cleanup();
+	test_end();
+}
+
 static void test_store_crash(void)
 {
 	struct deltapush_store *store;
@@ -1017,6 +1138,7 @@ int main(void)
 		test_store_exclusive,
 		test_store_crash,
 		test_store_fsync,
+		test_store_group_commit,
 		test_store_open_errors,
 		NULL
 	};

@@ -55,6 +55,9 @@ struct deltapush_sender {
 	/* Outcomes of finished pushes not yet in the store; written in one
 	   transaction per ioloop pass (see deltapush_sender_sync()) */
 	ARRAY(struct deltapush_dirty_state) dirty;
+	/* dirty[0 .. dirty_written) are written in the open group commit */
+	unsigned int dirty_written;
+	bool dirty_callback;
 	struct timeout *to_sync;
 
 	char *last_error;
@@ -160,54 +163,80 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 	return pend;
 }
 
-/* Write the queued push states. Returns -1 with error_r when the store
-   refused them; they stay queued then. */
-static int deltapush_sender_sync_states(struct deltapush_sender *sender,
-					bool in_transaction,
-					const char **error_r)
+static void deltapush_sender_dirty_committed(int ret, const char *error,
+					     struct deltapush_sender *sender)
+{
+	sender->dirty_callback = FALSE;
+	if (ret < 0) {
+		/* Kept for the next try; until then a restart would send
+		   these pushes again, which is safe. */
+		e_error(sender->event, "Couldn't save push states: %s", error);
+		sender->dirty_written = 0;
+		if (sender->to_sync == NULL) {
+			sender->to_sync = timeout_add_to(io_loop_get_root(),
+				1000, deltapush_sender_sync, sender);
+		}
+		return;
+	}
+	/* Only now are they on disk */
+	array_delete(&sender->dirty, 0, sender->dirty_written);
+	sender->dirty_written = 0;
+}
+
+/* Write the queued push states not yet in the open group's transaction;
+   they leave the queue when it commits. The caller is in a savepoint
+   and resets dirty_written if it rolls back. */
+static int deltapush_sender_write_states(struct deltapush_sender *sender,
+					 const char **error_r)
 {
 	const struct deltapush_dirty_state *dirty;
+	unsigned int i, count = array_count(&sender->dirty);
 
-	if (array_count(&sender->dirty) == 0)
-		return 0;
-	if (!in_transaction &&
-	    (deltapush_store_set_acknowledged(sender->store, FALSE,
-					      error_r) < 0 ||
-	     deltapush_store_begin(sender->store, error_r) < 0))
-		return -1;
-	array_foreach(&sender->dirty, dirty) {
+	for (i = sender->dirty_written; i < count; i++) {
+		dirty = array_idx(&sender->dirty, i);
 		/* 0 = the token is gone meanwhile: nothing to save */
 		if (deltapush_store_update_state(sender->store, dirty->id,
-						 &dirty->state, error_r) < 0) {
-			if (!in_transaction)
-				deltapush_store_rollback(sender->store);
+						 &dirty->state, error_r) < 0)
 			return -1;
-		}
 	}
-	/* a failed commit has rolled back already */
-	if (!in_transaction && deltapush_store_commit(sender->store, error_r) < 0)
-		return -1;
-	array_clear(&sender->dirty);
+	sender->dirty_written = count;
+	if (!sender->dirty_callback && count > 0) {
+		deltapush_store_group_add_callback(sender->store,
+			deltapush_sender_dirty_committed, sender);
+		sender->dirty_callback = TRUE;
+	}
 	return 0;
 }
 
 void deltapush_sender_sync(struct deltapush_sender *sender)
 {
+	unsigned int old_written = sender->dirty_written;
 	const char *error;
 
 	timeout_remove(&sender->to_sync);
-	if (deltapush_sender_sync_states(sender, FALSE, &error) < 0) {
-		/* Retried at the next pass; until then a restart would send
-		   these pushes again, which is safe. */
+	if (sender->dirty_written == array_count(&sender->dirty))
+		return;
+	if (deltapush_store_group_join(sender->store, FALSE, &error) < 0 ||
+	    deltapush_store_savepoint(sender->store, &error) < 0) {
 		e_error(sender->event, "Couldn't save push states: %s", error);
-		sender->to_sync = timeout_add_to(io_loop_get_root(), 1000,
-						 deltapush_sender_sync, sender);
+	} else if (deltapush_sender_write_states(sender, &error) < 0) {
+		deltapush_store_rollback_to(sender->store);
+		sender->dirty_written = old_written;
+		e_error(sender->event, "Couldn't save push states: %s", error);
+	} else if (deltapush_store_release(sender->store, &error) < 0) {
+		sender->dirty_written = old_written;
+		e_error(sender->event, "Couldn't save push states: %s", error);
+	} else {
+		return;
 	}
+	sender->to_sync = timeout_add_to(io_loop_get_root(), 1000,
+					 deltapush_sender_sync, sender);
 }
 
 /* Queue the push's state for the store. A push that is sent again after
    a crash before the write is harmless; one lost is not, and nothing is
-   lost: the state only ever moves on from what is stored. */
+   lost: the state only ever moves on from what is stored. It goes into
+   this ioloop pass's group commit. */
 static void deltapush_sender_save(struct deltapush_sender *sender,
 				  struct deltapush_pending *pend)
 {
@@ -216,10 +245,8 @@ static void deltapush_sender_save(struct deltapush_sender *sender,
 	dirty = array_append_space(&sender->dirty);
 	dirty->id = pend->id;
 	dirty->state = pend->state;
-	if (sender->to_sync == NULL) {
-		sender->to_sync = timeout_add_short_to(io_loop_get_root(), 0,
-			deltapush_sender_sync, sender);
-	}
+	if (sender->to_sync == NULL)
+		deltapush_sender_sync(sender);
 }
 
 /* Returns TRUE if one more token may be removed because the proxy
@@ -281,8 +308,7 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 
 	if (gone) {
 		/* The proxy says the token can never be delivered again. */
-		ret = deltapush_store_set_acknowledged(sender->store, FALSE,
-						       &error);
+		ret = deltapush_store_group_join(sender->store, FALSE, &error);
 		if (ret == 0)
 			ret = deltapush_store_remove(sender->store, pend->id,
 						     &error);
@@ -454,29 +480,28 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	struct deltapush_push_state *states;
 	struct event_passthrough *e;
 	uint64_t now = deltapush_now_msecs();
-	unsigned int i, count, coalesced = 0;
+	unsigned int i, count, coalesced = 0, old_written;
 	bool *folded;
 	int ret = 0;
 
 	t_array_init(&tokens, 8);
-	/* The mail process is told the trigger is recorded */
-	if (deltapush_store_set_acknowledged(sender->store, TRUE,
-					     error_r) < 0 ||
-	    deltapush_store_begin(sender->store, error_r) < 0)
+	/* The mail process is told the trigger is recorded once the group
+	   commit of this pass is on disk */
+	if (deltapush_store_group_join(sender->store, TRUE, error_r) < 0 ||
+	    deltapush_store_savepoint(sender->store, error_r) < 0)
 		return -1;
 	/* The store must know how earlier pushes ended before their tokens'
 	   state is read from it. */
-	if (deltapush_sender_sync_states(sender, TRUE, error_r) < 0) {
-		deltapush_store_rollback(sender->store);
-		return -1;
-	}
-	if (deltapush_store_list(sender->store, user,
+	old_written = sender->dirty_written;
+	if (deltapush_sender_write_states(sender, error_r) < 0 ||
+	    deltapush_store_list(sender->store, user,
 				 ioloop_time - sender->set->token_ttl_secs,
 				 pool_datastack_create(), &tokens, error_r) < 0) {
-		deltapush_store_rollback(sender->store);
+		deltapush_store_rollback_to(sender->store);
+		sender->dirty_written = old_written;
 		return -1;
 	}
-	/* Work on copies: memory changes only once the store has them. */
+	/* Work on copies: memory changes only once the savepoint holds them. */
 	count = array_count(&tokens);
 	states = t_new(struct deltapush_push_state, count + 1);
 	folded = t_new(bool, count + 1);
@@ -493,13 +518,16 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 		}
 	}
 	if (ret < 0) {
-		deltapush_store_rollback(sender->store);
+		deltapush_store_rollback_to(sender->store);
+		sender->dirty_written = old_written;
 		return -1;
 	}
-	/* a failed commit has rolled back already */
-	if (deltapush_store_commit(sender->store, error_r) < 0)
+	if (deltapush_store_release(sender->store, error_r) < 0) {
+		sender->dirty_written = old_written;
 		return -1;
-	timeout_remove(&sender->to_sync);
+	}
+	/* Memory moves on now: if the commit fails, the worst is a push
+	   for a trigger that was answered FAIL. */
 	for (i = 0; i < count; i++) {
 		token = array_idx_modifiable(&tokens, i);
 		pend = deltapush_pending_lookup(sender, token->id);
@@ -700,11 +728,16 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 	struct deltapush_sender *sender = *_sender;
 	struct hash_iterate_context *iter;
 	struct deltapush_pending *pend;
+	const char *error;
 	void *key;
 
 	*_sender = NULL;
 
 	deltapush_sender_sync(sender);
+	timeout_remove(&sender->to_sync);
+	/* The callbacks of the open group refer to the sender */
+	if (deltapush_store_group_commit(sender->store, &error) < 0)
+		e_error(sender->event, "Couldn't save push states: %s", error);
 	timeout_remove(&sender->to_sync);
 	timeout_remove(&sender->to);
 	/* No callbacks after this: in-flight pushes stay due in the store. */

@@ -32,11 +32,18 @@ struct deltapush_server {
 	char *unavailable_reason;
 	struct event *event;
 	struct connection_list *clients;
+	/* Clients whose reply waits for the group commit */
+	ARRAY(struct deltapush_server_client *) held;
 };
 
 struct deltapush_server_client {
 	struct connection conn;
 	struct deltapush_server *server;
+	/* The reply to a write, sent once it is on disk; input is halted
+	   meanwhile, so there is at most one */
+	string_t *held_reply;
+	bool holding:1;
+	bool held_ok:1;
 };
 
 static void deltapush_server_reply(struct deltapush_server_client *client,
@@ -46,7 +53,68 @@ static void deltapush_server_reply(struct deltapush_server_client *client,
 	string_t *str = t_str_new(128);
 
 	deltapush_protocol_append_reply(str, status, fields);
+	if (client->holding) {
+		if (client->held_reply == NULL)
+			client->held_reply = str_new(default_pool, 128);
+		str_append_str(client->held_reply, str);
+		client->held_ok = strcmp(status,
+					 DELTAPUSH_PROTOCOL_REPLY_OK) == 0;
+		return;
+	}
 	o_stream_nsend(client->conn.output, str_data(str), str_len(str));
+}
+
+static void deltapush_server_held_committed(int ret, const char *error,
+					    struct deltapush_server *server)
+{
+	struct deltapush_server_client *const *clientp, *client;
+	string_t *str;
+
+	array_foreach(&server->held, clientp) {
+		client = *clientp;
+		if (ret < 0 && client->held_ok) {
+			/* Not on disk after all */
+			str = t_str_new(128);
+			deltapush_protocol_append_reply(str,
+				DELTAPUSH_PROTOCOL_REPLY_FAIL,
+				(const char *[]){ t_strdup_printf(
+					"Commit failed: %s", error), NULL });
+		} else {
+			str = client->held_reply;
+		}
+		o_stream_nsend(client->conn.output, str_data(str),
+			       str_len(str));
+		str_truncate(client->held_reply, 0);
+		connection_input_resume(&client->conn);
+	}
+	array_clear(&server->held);
+}
+
+/* Hold the reply of a write until the group commit, so that OK means
+   on disk. */
+static bool deltapush_server_hold(struct deltapush_server_client *client)
+{
+	struct deltapush_server *server = client->server;
+
+	client->holding = FALSE;
+	if (client->held_reply == NULL || str_len(client->held_reply) == 0)
+		return FALSE;
+	if (server->store == NULL ||
+	    !deltapush_store_group_is_open(server->store)) {
+		/* Nothing was written (e.g. an invalid token) */
+		o_stream_nsend(client->conn.output,
+			       str_data(client->held_reply),
+			       str_len(client->held_reply));
+		str_truncate(client->held_reply, 0);
+		return FALSE;
+	}
+	if (array_count(&server->held) == 0) {
+		deltapush_store_group_add_callback(server->store,
+			deltapush_server_held_committed, server);
+	}
+	array_push_back(&server->held, &client);
+	connection_input_halt(&client->conn);
+	return TRUE;
 }
 
 static void deltapush_server_reply1(struct deltapush_server_client *client,
@@ -106,8 +174,9 @@ deltapush_server_register(struct deltapush_server_client *client,
 		return;
 	}
 	t_array_init(&evicted, 2);
-	/* The client is told the token is stored */
-	ret = deltapush_store_set_acknowledged(server->store, TRUE, &error);
+	/* The client is told the token is stored once the group commit of
+	   this pass is on disk */
+	ret = deltapush_store_group_join(server->store, TRUE, &error);
 	if (ret == 0) {
 		ret = deltapush_store_register(server->store, request->user,
 				request->token, now,
@@ -188,9 +257,8 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 
 	t_array_init(&tokens, 8);
 	t_array_init(&removed, 8);
-	if (deltapush_store_set_acknowledged(server->store, TRUE,
-					     &error) < 0 ||
-	    deltapush_store_begin(server->store, &error) < 0) {
+	if (deltapush_store_group_join(server->store, TRUE, &error) < 0 ||
+	    deltapush_store_savepoint(server->store, &error) < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;
@@ -207,7 +275,7 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 			array_push_back(&removed, &token);
 	}
 	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
-		deltapush_store_rollback(server->store);
+		deltapush_store_rollback_to(server->store);
 		/* An operator's typo, not a failure of the service */
 		e_info(client->conn.event, "Not forgetting tokens of user %s: "
 		       "the id matches %u tokens", request->user,
@@ -229,9 +297,9 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 		}
 	}
 	if (ret < 0)
-		deltapush_store_rollback(server->store);
-	/* a failed commit has rolled back already */
-	if (ret < 0 || deltapush_store_commit(server->store, &error) < 0) {
+		deltapush_store_rollback_to(server->store);
+	/* a failed release has rolled back already */
+	if (ret < 0 || deltapush_store_release(server->store, &error) < 0) {
 		deltapush_server_fail(client, "Forgetting tokens",
 				      request->user, error);
 		return;
@@ -431,6 +499,10 @@ static int deltapush_server_input_args(struct connection *conn,
 					client->server->unavailable_reason));
 		return 1;
 	}
+	client->holding = request.type == DELTAPUSH_REQUEST_REGISTER ||
+		request.type == DELTAPUSH_REQUEST_IMPORT ||
+		request.type == DELTAPUSH_REQUEST_FORGET ||
+		request.type == DELTAPUSH_REQUEST_NOTIFY;
 	switch (request.type) {
 	case DELTAPUSH_REQUEST_REGISTER:
 	case DELTAPUSH_REQUEST_IMPORT:
@@ -455,6 +527,8 @@ static int deltapush_server_input_args(struct connection *conn,
 		deltapush_server_notify(client, &request);
 		break;
 	}
+	if (deltapush_server_hold(client))
+		return 0;
 	if (o_stream_get_buffer_used_size(conn->output) >=
 	    DELTAPUSH_SERVER_OUTPUT_LIMIT) {
 		/* Read no more until the client has read its replies. */
@@ -488,6 +562,13 @@ static void deltapush_server_client_destroy(struct connection *conn)
 	default:
 		break;
 	}
+	for (unsigned int i = 0; i < array_count(&client->server->held); i++) {
+		if (array_idx_elem(&client->server->held, i) == client) {
+			array_delete(&client->server->held, i, 1);
+			break;
+		}
+	}
+	str_free(&client->held_reply);
 	connection_deinit(conn);
 	i_free(client);
 	master_service_client_connection_destroyed(master_service);
@@ -549,6 +630,7 @@ deltapush_server_init(const struct deltapush_settings *set,
 	server->unavailable_reason = i_strdup("Not opened yet");
 	server->event = event_create(event_parent);
 	event_add_category(server->event, &event_category_deltapush);
+	i_array_init(&server->held, 16);
 	server->clients = connection_list_init(&deltapush_server_set,
 					       &deltapush_server_vfuncs);
 	return server;
@@ -560,6 +642,7 @@ void deltapush_server_deinit(struct deltapush_server **_server)
 
 	*_server = NULL;
 	connection_list_deinit(&server->clients);
+	array_free(&server->held);
 	i_free(server->unavailable_reason);
 	event_unref(&server->event);
 	i_free(server);
