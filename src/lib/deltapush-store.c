@@ -475,6 +475,13 @@ deltapush_store_init_schema(struct deltapush_store *store,
 	return ret;
 }
 
+static bool deltapush_store_is_corrupt(struct deltapush_store *store)
+{
+	int rc = sqlite3_errcode(store->db) & 0xff;
+
+	return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
+}
+
 static int
 deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 {
@@ -512,7 +519,7 @@ deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 	if (deltapush_store_query_value(store, "PRAGMA journal_mode = WAL",
 					&journal_mode, error_r) < 0) {
 		*error_r = t_strdup_printf("%s: %s", store->path, *error_r);
-		return -1;
+		return deltapush_store_is_corrupt(store) ? -2 : -1;
 	}
 	if (journal_mode == NULL || strcasecmp(journal_mode, "wal") != 0) {
 		e_warning(store->event, "%s: Could not enable WAL journal "
@@ -523,7 +530,7 @@ deltapush_store_init_db(struct deltapush_store *store, const char **error_r)
 				 "PRAGMA foreign_keys = ON", error_r) < 0)
 		return -1;
 	if (deltapush_store_init_schema(store, error_r) < 0)
-		return -1;
+		return deltapush_store_is_corrupt(store) ? -2 : -1;
 
 	for (i = 0; i < DELTAPUSH_STORE_STMT_COUNT; i++) {
 		rc = sqlite3_prepare_v3(store->db, deltapush_store_sql[i], -1,
@@ -544,6 +551,7 @@ int deltapush_store_open(const char *path, bool exclusive,
 			 const char **error_r)
 {
 	struct deltapush_store *store;
+	int ret;
 
 	store = i_new(struct deltapush_store, 1);
 	store->path = i_strdup(path);
@@ -553,9 +561,9 @@ int deltapush_store_open(const char *path, bool exclusive,
 	event_add_category(store->event, &event_category_deltapush);
 	event_set_append_log_prefix(store->event, "deltapush-store: ");
 
-	if (deltapush_store_init_db(store, error_r) < 0) {
+	if ((ret = deltapush_store_init_db(store, error_r)) < 0) {
 		deltapush_store_close(&store);
-		return -1;
+		return ret;
 	}
 	*store_r = store;
 	return 0;

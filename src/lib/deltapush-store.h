@@ -23,7 +23,8 @@ ARRAY_DEFINE_TYPE(deltapush_store_token, struct deltapush_store_token);
 /* Open (creating or upgrading the schema as needed) the database at path.
    With exclusive, this process keeps the file locked from its first
    write until it closes it (the service: it is the only user). Returns 0
-   on success, -1 with error_r on failure. */
+   on success, -1 with error_r on failure, -2 with error_r when the file
+   is corrupt or not an SQLite database at all. */
 int deltapush_store_open(const char *path, bool exclusive,
 			 struct event *event_parent,
 			 struct deltapush_store **store_r,

@@ -1100,10 +1100,10 @@ static void test_store_open_errors(void)
 				    "WHERE name = 'tokens'") == 0);
 	i_unlink(path);
 
-	/* garbage, short and long */
+	/* garbage, short and long: -2 tells the service to move it aside */
 	test_write_file(path, garbage, sizeof(garbage));
 	error = NULL;
-	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -2);
 	test_assert(error != NULL && strstr(error, path) != NULL);
 	/* the file is not overwritten */
 	test_assert(stat(path, &st) == 0 &&
@@ -1113,7 +1113,7 @@ static void test_store_open_errors(void)
 		big[i] = (unsigned char)(i * 7 + 13);
 	test_write_file(path, big, sizeof(big));
 	error = NULL;
-	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
+	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -2);
 	test_assert(error != NULL && strstr(error, path) != NULL);
 	test_assert(stat(path, &st) == 0 && st.st_size == (off_t)sizeof(big));
 

@@ -142,13 +142,48 @@ static bool deltapush_idle_die(void)
    processes get a prompt answer instead of a dead socket. */
 static void deltapush_db_check(void *context);
 
+/* Move a database file that SQLite can't read out of the way, keeping it
+   (and its -wal) for the administrator. Returns the new name, or NULL. */
+static const char *deltapush_db_move_aside(const char *error)
+{
+	static const char *const suffixes[] = { "", "-wal", "-shm" };
+	const char *path = deltapush_set->db_path, *dest;
+	unsigned int i;
+
+	dest = t_strdup_printf("%s.corrupt-%ld", path, (long)ioloop_time);
+	for (i = 0; i < N_ELEMENTS(suffixes); i++) {
+		const char *from = t_strconcat(path, suffixes[i], NULL);
+		const char *to = t_strconcat(dest, suffixes[i], NULL);
+
+		if (rename(from, to) < 0 && errno != ENOENT) {
+			e_error(deltapush_event, "Database %s is unreadable "
+				"(%s), and moving it aside failed: "
+				"rename(%s, %s) failed: %m", path, error,
+				from, to);
+			return NULL;
+		}
+	}
+	e_error(deltapush_event, "Database %s is corrupt or not a database "
+		"(%s): moved it to %s and started a new, empty one. The tokens "
+		"in it are lost until it is restored (devices register again "
+		"when Delta Chat restarts)", path, error, dest);
+	return dest;
+}
+
 static int deltapush_db_open(void)
 {
 	struct stat st;
 	const char *error;
+	int ret;
 
-	if (deltapush_store_open(deltapush_set->db_path, TRUE, deltapush_event,
-				 &deltapush_store, &error) < 0 ||
+	ret = deltapush_store_open(deltapush_set->db_path, TRUE,
+				   deltapush_event, &deltapush_store, &error);
+	if (ret == -2 && deltapush_db_move_aside(error) != NULL) {
+		ret = deltapush_store_open(deltapush_set->db_path, TRUE,
+					   deltapush_event, &deltapush_store,
+					   &error);
+	}
+	if (ret < 0 ||
 	    stat(deltapush_set->db_path, &st) < 0) {
 		if (deltapush_store == NULL) {
 			/* error is set */
