@@ -32,6 +32,8 @@ struct deltapush_dovecot_settings {
 	const char *deltapush_turn_secret_file;
 	const char *deltapush_turn_ttl;
 	const char *deltapush_appversions_file;
+	const char *deltapush_fsync;
+	const char *deltapush_gone_limit;
 };
 
 #undef DEF
@@ -60,6 +62,8 @@ static const struct setting_define deltapush_dovecot_setting_defines[] = {
 	DEF(deltapush_turn_secret_file),
 	DEF(deltapush_turn_ttl),
 	DEF(deltapush_appversions_file),
+	DEF(deltapush_fsync),
+	DEF(deltapush_gone_limit),
 
 	SETTING_DEFINE_LIST_END
 };
@@ -86,6 +90,8 @@ deltapush_dovecot_default_settings = {
 	.deltapush_turn_secret_file = "",
 	.deltapush_turn_ttl = "",
 	.deltapush_appversions_file = "",
+	.deltapush_fsync = "",
+	.deltapush_gone_limit = "",
 };
 
 static bool

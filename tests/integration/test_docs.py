@@ -20,6 +20,14 @@ def _code_settings():
     return names
 
 
+def test_settings_module_declares_every_setting():
+    # Dovecot 2.4 refuses a setting its settings module does not declare.
+    declared = set(re.findall(
+        r"DEF\((deltapush_[a-z_]+)\)",
+        _read("src", "plugin", "deltapush-dovecot-settings.c")))
+    assert declared == _code_settings()
+
+
 def test_every_setting_is_documented():
     docs = {
         "README": _read("README"),
