@@ -66,6 +66,12 @@ make_root() {
 # and the last one out unmounts.
 mount_all() {
 	local m
+	# The root is a mount point of its own, as / is on a real system: the
+	# tests' private mount namespaces (unshare -m) need that.
+	if ! mountpoint -q "$root"; then
+		mount --bind "$root" "$root" && mount --make-private "$root" ||
+			return 1
+	fi
 	for m in proc sys dev dev/pts; do
 		mkdir -p "$root/$m"
 		mountpoint -q "$root/$m" && continue
@@ -78,6 +84,7 @@ umount_all() {
 	for m in dev/pts dev sys proc; do
 		mountpoint -q "$root/$m" && umount -l "$root/$m"
 	done
+	mountpoint -q "$root" && umount -l "$root"
 	return 0
 }
 dest=/build/deltapush.$$
