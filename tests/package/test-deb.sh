@@ -4,6 +4,7 @@
 # packaged conf.d file (loopback only, unprivileged ports), and check the
 # capability, a registration and a push end to end. Then remove and purge
 # the package and check that nothing of it is left but the database.
+# Works against the system's Dovecot 2.3 (Debian 12) or 2.4 (Debian 13).
 #
 # It changes the system (packages, a test user, a file in
 # /etc/dovecot/conf.d, Dovecot's state), so it runs only as root on Debian
@@ -11,6 +12,7 @@
 #
 #   tests/package/test-deb.sh --really
 #   DELTAPUSH_PACKAGE_TEST=1 tests/package/test-deb.sh
+#   DELTAPUSH_PACKAGE_TEST=1 tests/debian13.sh bash tests/package/test-deb.sh
 #
 # DELTAPUSH_DEB=/path/to/dovecot-deltapush_*.deb tests that package instead
 # of building one. Everything it installs or creates is undone at the end,
@@ -21,6 +23,9 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 here="$top/tests/package"
 pkg=dovecot-deltapush
 test_conf=/etc/dovecot/conf.d/99-deltapush-package-test.conf
+# Dovecot 2.4 only: the conffile for the deltapush_* settings, which only
+# the package's load file includes.
+settings_conf=/etc/dovecot/deltapush.conf
 db_glob=/var/lib/dovecot/deltapush.sqlite
 
 skip() {
@@ -58,6 +63,17 @@ if dpkg-query -W -f='${Status}' $pkg 2>/dev/null | grep -q installed; then
 fi
 if [ -e $test_conf ]; then
 	fail "$test_conf exists already"
+	finish
+fi
+abi=$(cat /usr/share/dovecot/dovecot-abi 2>/dev/null)
+case $abi in
+2.3.*) dovecot24=no ;;
+2.4.*) dovecot24=yes ;;
+*) skip "Dovecot ABI '$abi' (/usr/share/dovecot/dovecot-abi) is" \
+	"neither 2.3 nor 2.4" ;;
+esac
+if [ $dovecot24 = yes ] && [ -e $settings_conf ]; then
+	fail "$settings_conf exists already (the package installs it)"
 	finish
 fi
 
@@ -173,7 +189,6 @@ else
 	pass "dpkg-buildpackage -us -uc -b builds $(basename "$deb")"
 fi
 
-abi=$(cat /usr/share/dovecot/dovecot-abi)
 check "the package depends on dovecot-abi-$abi" \
 	sh -c "dpkg-deb -f '$deb' Depends | grep -q 'dovecot-abi-$abi'"
 
@@ -187,6 +202,7 @@ socks = [socket.socket() for _ in range(3)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])')
+notify_url=http://127.0.0.1:$sink_port/notify
 {
 	echo "# deltapush package test (tests/package/test-deb.sh); removed"
 	echo "# when the test ends."
@@ -218,9 +234,13 @@ print(*[s.getsockname()[1] for s in socks])')
 	echo "    port = $lmtp_port"
 	echo "  }"
 	echo "}"
-	echo "plugin {"
-	echo "  deltapush_notify_url = http://127.0.0.1:$sink_port/notify"
-	echo "}"
+	# Where Debian's 2.3 configuration has the settings; 2.4's go to
+	# $settings_conf, which the package installs.
+	if [ $dovecot24 = no ]; then
+		echo "plugin {"
+		echo "  deltapush_notify_url = $notify_url"
+		echo "}"
+	fi
 } >$test_conf
 
 # Debian's 10-ssl.conf reads the certificate dovecot-core links from
@@ -266,6 +286,22 @@ check "90-deltapush.conf is a conffile" \
 		grep -q '^ /etc/dovecot/conf.d/90-deltapush.conf '"
 check "no libtool archives installed" \
 	sh -c "! grep -q '\\.la\$' '$work/files'"
+if [ $dovecot24 = yes ]; then
+	check "$settings_conf is a conffile" \
+		sh -c "dpkg-query -W -f='\${Conffiles}' $pkg |
+			grep -q '^ $settings_conf '"
+	check "the settings module is installed" \
+		grep -qx /usr/lib/dovecot/modules/settings/lib30_deltapush_settings.so \
+		"$work/files"
+	# As README.Debian tells operators to: a top-level setting in the
+	# file only the package reads. It stays there after "apt-get
+	# remove", which the checks after the removal rely on.
+	printf '\n# deltapush package test\ndeltapush_notify_url = %s\n' \
+		"$notify_url" >>$settings_conf
+else
+	check "the settings module is 2.4's only" \
+		sh -c "! grep -q '/settings/' '$work/files'"
+fi
 
 # dovecot-core's trigger restarts Dovecot for new modules where an init
 # system runs; the test starts its own and restores the system's state at
@@ -274,13 +310,36 @@ stop_dovecot
 
 check "doveconf accepts the configuration" \
 	sh -c "doveconf -n >'$work/doveconf.txt' 2>&1"
-check "doveconf: mail_plugins load deltapush" \
-	sh -c "doveconf -h mail_plugins | grep -qw deltapush"
+# has_plugin NAME [doveconf options]: NAME is in mail_plugins. 2.3 prints
+# the list space-separated, 2.4 as "name = yes" lines.
+has_plugin() {
+	local name=$1; shift
+	doveconf -h "$@" mail_plugins | awk '
+		NF == 3 && $2 == "=" { if ($3 == "yes") print $1; next }
+		{ for (i = 1; i <= NF; i++) print $i }' | grep -qx "$name"
+}
+# 2.3 prints "service/deltapush/executable = x", 2.4 the service block.
+service_runs_deltapush() {
+	doveconf service/deltapush/executable 2>/dev/null |
+		sed -n 's/^\(service\/deltapush\/\| *\)executable = //p' |
+		grep -qx deltapush &&
+	test -x /usr/lib/dovecot/deltapush
+}
+notify_url_is_sink() {
+	local url
+	if [ $dovecot24 = yes ]; then
+		url=$(doveconf -h deltapush_notify_url)
+	else
+		url=$(doveconf -h plugin/deltapush_notify_url)
+	fi
+	[ "$url" = "$notify_url" ]
+}
+check "doveconf: mail_plugins load deltapush" has_plugin deltapush
 check "doveconf: imap loads imap_deltapush" \
-	sh -c "doveconf -h -f protocol=imap mail_plugins | grep -qw imap_deltapush"
+	has_plugin imap_deltapush -f protocol=imap
 check "doveconf: service deltapush runs /usr/lib/dovecot/deltapush" \
-	sh -c "doveconf -h service/deltapush/executable | grep -qx deltapush &&
-		test -x /usr/lib/dovecot/deltapush"
+	service_runs_deltapush
+check "doveconf: deltapush_notify_url is the test's sink" notify_url_is_sink
 
 echo "== starting Dovecot"
 if dovecot; then
@@ -333,11 +392,25 @@ db_files=$(echo $db_glob*)
 
 check "apt-get remove $pkg" \
 	sh -c "apt-get remove -y -qq $pkg >'$work/remove.log' 2>&1"
-# The conffile stays on remove; it must not keep Dovecot from starting.
+# The conffiles stay on remove; they must not keep Dovecot from starting.
+if [ $dovecot24 = yes ]; then
+	# 2.4 refuses a deltapush_* setting without the settings module: the
+	# test's one must still be there, in a file Dovecot no longer reads.
+	check "after remove, $settings_conf keeps the test's setting" \
+		grep -qx "deltapush_notify_url = $notify_url" $settings_conf
+	check "after remove, the settings module is gone" \
+		test ! -e /usr/lib/dovecot/modules/settings/lib30_deltapush_settings.so
+fi
+deltapush_unloaded() {
+	if ! doveconf -n >"$work/doveconf-removed.txt" 2>&1; then
+		cat "$work/doveconf-removed.txt"
+		return 1
+	fi
+	! has_plugin deltapush && ! has_plugin imap_deltapush -f protocol=imap &&
+	! grep -q '^service deltapush' "$work/doveconf-removed.txt"
+}
 check "after remove, Dovecot's configuration no longer loads deltapush" \
-	sh -c "doveconf -n >/dev/null 2>&1 &&
-		! doveconf -h mail_plugins | grep -qw deltapush &&
-		! doveconf -n | grep -q '^service deltapush'"
+	deltapush_unloaded
 dovecot_starts() {
 	# Already running if dovecot-core's trigger restarted it.
 	master_pid >/dev/null || dovecot || return 1
