@@ -7,6 +7,9 @@
 #
 # Fails when the project file no longer has exactly the expected lines, so
 # that a change to them is carried over to deltapush-load.conf by hand.
+#
+#   awk -v load=debian/2.3/deltapush-load.conf -f debian/split-service.awk \
+#       -f debian/2.3/split-conf.awk conf.d/2.3/90-deltapush.conf
 
 function flush_comments() {
 	if (ncomments > 0)
@@ -27,30 +30,11 @@ function emit(line) {
 BEGIN {
 	last = "x"
 	ncomments = 0
-	# Service settings deltapush-load.conf repeats; the listener's owner
-	# and mode are Debian's own choice and may differ.
-	expect["executable = deltapush"] = 1
-	expect["process_limit = 1"] = 1
-	expect["process_min_avail = 1"] = 1
-	expect["client_limit = 10000"] = 1
-	expect["unix_listener deltapush {"] = 1
-	expect["}"] = 1
+	read_load_service()
 }
 
 in_service {
-	if ($0 == "}") {
-		in_service = 0
-		next
-	}
-	line = $0
-	sub(/^[ \t]+/, "", line)
-	if (line == "" || line ~ /^#/ || line ~ /^(mode|user|group) =/)
-		next
-	if (!(line in expect)) {
-		printf "split-conf: unexpected line %d in service deltapush: %s\n",
-			NR, line > "/dev/stderr"
-		failed = 1
-	}
+	in_service = service_line($0)
 	next
 }
 
@@ -77,6 +61,7 @@ $0 == "service deltapush {" {
 	ncomments = 0
 	found_service++
 	in_service = 1
+	service_depth = 1
 	next
 }
 
@@ -106,6 +91,7 @@ END {
 			found_service > "/dev/stderr"
 		failed = 1
 	}
+	check_service_seen()
 	if (failed)
 		exit 1
 }

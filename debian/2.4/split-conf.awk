@@ -16,6 +16,10 @@
 # reads: this script fails when one would, and when the project file no
 # longer has exactly the expected lines, so that a change to them is
 # carried over to deltapush-load.conf by hand.
+#
+#   awk -v load=debian/2.4/deltapush-load.conf -v settings=FILE \
+#       -f debian/split-service.awk -f debian/2.4/split-conf.awk \
+#       conf.d/2.4/90-deltapush.conf
 
 function flush_comments() {
 	if (ncomments > 0)
@@ -73,14 +77,7 @@ BEGIN {
 	nplugins = split("  notify = yes|  push_notification = yes|" \
 		"  deltapush = yes|}", plugins, "|")
 	nimap = split("    imap_deltapush = yes|  }", imap_plugins, "|")
-	# Service settings deltapush-load.conf repeats; the listener's owner
-	# and mode are Debian's own choice and may differ.
-	expect["executable = deltapush"] = 1
-	expect["process_limit = 1"] = 1
-	expect["process_min_avail = 1"] = 1
-	expect["client_limit = 10000"] = 1
-	expect["unix_listener deltapush {"] = 1
-	expect["}"] = 1
+	read_load_service()
 }
 
 # Count the settings wherever they are, to check that all of them end up
@@ -118,16 +115,7 @@ in_driver {
 }
 
 in_service {
-	if ($0 == "}") {
-		in_service = 0
-		next
-	}
-	line = $0
-	sub(/^[ \t]+/, "", line)
-	if (line == "" || line ~ /^#/ || line ~ /^(mode|user|group) =/)
-		next
-	if (!(line in expect))
-		unexpected("service deltapush")
+	in_service = service_line($0)
 	next
 }
 
@@ -139,6 +127,7 @@ in_settings && $0 == "service deltapush {" {
 	in_settings = 0
 	found_service++
 	in_service = 1
+	service_depth = 1
 	next
 }
 
@@ -229,6 +218,7 @@ END {
 			input_settings > "/dev/stderr"
 		failed = 1
 	}
+	check_service_seen()
 	if (failed)
 		exit 1
 }
