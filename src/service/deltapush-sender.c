@@ -306,6 +306,13 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 		"status %u in %llu us", pend->token_id, pend->user,
 		result->status, (unsigned long long)result->duration_usecs);
 
+	if (sender->store == NULL) {
+		/* Draining after the store was given up (shutdown, doveadm
+		   reload): the push stays due in the database, so the next
+		   process sends it again, and a 410 is seen again then. */
+		pend->state.in_flight = FALSE;
+		return;
+	}
 	if (gone) {
 		/* The proxy says the token can never be delivered again. */
 		ret = deltapush_store_group_join(sender->store, FALSE, &error);
@@ -442,6 +449,8 @@ static void deltapush_sender_run(struct deltapush_sender *sender)
 	uint64_t now = deltapush_now_msecs();
 
 	timeout_remove(&sender->to);
+	if (sender->store == NULL)
+		return;
 	while (sender->in_flight < sender->set->max_parallel &&
 	       priorityq_count(sender->queue) > 0) {
 		pend = (struct deltapush_pending *)priorityq_peek(sender->queue);
@@ -684,6 +693,20 @@ void deltapush_sender_get_status(struct deltapush_sender *sender,
 	status_r->last_error_time = sender->last_error_time;
 }
 
+void deltapush_sender_detach(struct deltapush_sender *sender)
+{
+	const char *error;
+
+	deltapush_sender_sync(sender);
+	if (deltapush_store_group_commit(sender->store, &error) < 0)
+		e_error(sender->event, "Couldn't save push states: %s", error);
+	timeout_remove(&sender->to_sync);
+	timeout_remove(&sender->to);
+	/* What could not be written stays due: sent again later */
+	array_clear(&sender->dirty);
+	sender->store = NULL;
+}
+
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender)
 {
 	return sender->in_flight;
@@ -733,11 +756,14 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 
 	*_sender = NULL;
 
-	deltapush_sender_sync(sender);
-	timeout_remove(&sender->to_sync);
-	/* The callbacks of the open group refer to the sender */
-	if (deltapush_store_group_commit(sender->store, &error) < 0)
-		e_error(sender->event, "Couldn't save push states: %s", error);
+	if (sender->store != NULL) {
+		deltapush_sender_sync(sender);
+		/* The callbacks of the open group refer to the sender */
+		if (deltapush_store_group_commit(sender->store, &error) < 0) {
+			e_error(sender->event, "Couldn't save push states: %s",
+				error);
+		}
+	}
 	timeout_remove(&sender->to_sync);
 	timeout_remove(&sender->to);
 	/* No callbacks after this: in-flight pushes stay due in the store. */

@@ -53,6 +53,13 @@ struct deltapush_sender_status {
 void deltapush_sender_get_status(struct deltapush_sender *sender,
 				 struct deltapush_sender_status *status_r);
 
+/* Write what finished so far and stop using the store, which the caller
+   may then close: requests in flight may finish, but start nothing new and
+   change nothing stored. Their pushes stay due in the database, so the
+   next process sends them again (a push may arrive twice, none is lost).
+   Only deltapush_sender_deinit() may follow. */
+void deltapush_sender_detach(struct deltapush_sender *sender);
+
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender);
 unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender);
 

@@ -484,9 +484,10 @@ static int deltapush_server_input_args(struct connection *conn,
 		return -1;
 	}
 	/* Never acknowledge a write into a database file that was removed
-	   meanwhile: it would be gone at the next start. */
-	if (client->server->store != NULL)
-		client->server->db_check();
+	   meanwhile: it would be gone at the next start. Without a database,
+	   try to open it now: the previous process may just have let it go
+	   (doveadm reload), and the request would fail for nothing. */
+	client->server->db_check();
 	/* Reads of push state must see how finished pushes ended (NOTIFY
 	   does this inside its own transaction). */
 	if (client->server->sender != NULL &&

@@ -330,11 +330,19 @@ static void main_init(pool_t pool)
 
 static void main_deinit(void)
 {
-	deltapush_shutdown_drain();
+	/* Give the database and the clients up before draining: on doveadm
+	   reload the new process opens the database at once, and the
+	   clients' retries reach it. What is in flight stays due there. */
+	if (deltapush_sender != NULL)
+		deltapush_sender_detach(deltapush_sender);
+	deltapush_server_deinit(&deltapush_server);
 	timeout_remove(&to_db_check);
 	timeout_remove(&to_prune);
-	deltapush_db_close("Shutting down");
-	deltapush_server_deinit(&deltapush_server);
+	if (deltapush_store != NULL)
+		deltapush_store_close(&deltapush_store);
+	deltapush_shutdown_drain();
+	if (deltapush_sender != NULL)
+		deltapush_sender_deinit(&deltapush_sender);
 	i_free(deltapush_db_error);
 	deltapush_http_global_deinit();
 	event_unref(&deltapush_event);
@@ -362,6 +370,11 @@ int main(int argc, char *argv[])
 
 	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
 	restrict_access_allow_coredumps(TRUE);
+
+	/* The master going away (doveadm reload, shutdown) means a new
+	   process wants the database: don't wait for the clients to leave
+	   (lmtp processes keep their connections). */
+	master_service_set_die_with_master(master_service, TRUE);
 
 	pool = pool_alloconly_create("deltapush settings", 1024);
 	main_init(pool);
