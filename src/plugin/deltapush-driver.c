@@ -163,6 +163,7 @@ deltapush_driver_end_txn(struct push_notification_driver_txn *dtxn,
 		.user = user->username,
 	};
 	const char *const *fields, *error;
+	int ret;
 
 	if (!success || txn->messages == 0)
 		return;
@@ -170,10 +171,17 @@ deltapush_driver_end_txn(struct push_notification_driver_txn *dtxn,
 	/* One request covers every message of the transaction. A failure
 	   is logged, never passed on: mail delivery must work even when
 	   push does not. */
-	if (deltapush_client_request(duser->socket_path,
-				     duser->set->service_timeout_msecs,
-				     duser->event, &request, TRUE, &fields,
-				     &error) < 0) {
+	ret = deltapush_client_request(duser->socket_path,
+				       duser->set->service_timeout_msecs,
+				       duser->event, &request, TRUE, &fields,
+				       &error);
+	if (ret == DELTAPUSH_CLIENT_SUSPENDED) {
+		/* the client logged it once */
+		e_debug(duser->event, "Not notifying the push service about "
+			"%u new message(s): %s", txn->messages, error);
+		return;
+	}
+	if (ret < 0) {
 		e_error(duser->event, "Couldn't notify the push service about "
 			"%u new message(s): %s", txn->messages, error);
 		return;
