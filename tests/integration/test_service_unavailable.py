@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from dovecot_instance import make_message
+from dovecot_instance import lmtp_send, make_message
 from helpers import DEVICETOKEN, PUSH_TOKEN, make_token, new_user, \
     register, tokens_of
 
@@ -19,7 +19,7 @@ def _log_mentions_failure(text):
     return bool(lines)
 
 
-def test_missing_socket_answers_no_promptly(dovecot_factory):
+def test_missing_socket_answers_no_within_timeout(dovecot_factory):
     dovecot = dovecot_factory(settings={
         "deltapush_socket": "no-such-deltapush-socket",
         "deltapush_service_timeout": "2s",
@@ -31,11 +31,12 @@ def test_missing_socket_answers_no_promptly(dovecot_factory):
             reply = client.setmetadata("INBOX", entry, make_token(),
                                        timeout=10)
             assert reply.status == "NO", reply
-            # a connect() that fails at once must not wait for the timeout
-            assert reply.elapsed < 1.5, reply.elapsed
+            # a missing socket is retried (the master may be re-creating
+            # it), but only within deltapush_service_timeout (2s + slack)
+            assert reply.elapsed < 3.5, reply.elapsed
             reply, _ = client.getmetadata("INBOX", entry, timeout=10)
             assert reply.status == "NO", reply
-            assert reply.elapsed < 1.5, reply.elapsed
+            assert reply.elapsed < 3.5, reply.elapsed
         # the session is still usable
         assert client.command("NOOP").ok
     assert dovecot.wait_for_log(_log_mentions_failure, offset=mark), \
@@ -106,3 +107,62 @@ def test_stopped_service_delays_delivery_at_most_the_timeout(stopped_service):
     elapsed = time.monotonic() - start
     assert [code for code, _ in replies] == [250], replies
     assert elapsed < 3.5, elapsed
+
+
+def _timeouts(text):
+    return [l for l in text.splitlines()
+            if "Timed out after" in l and "waiting for the service" in l]
+
+
+def test_stopped_service_costs_one_timeout_per_delivery(dovecot_factory,
+                                                        sink):
+    """A stuck service costs a 10-recipient delivery one service timeout,
+    not one per recipient (issue 12, item 4), and pushes resume by
+    themselves once it runs again."""
+    dovecot = dovecot_factory(sink=sink, settings={
+        "deltapush_service_timeout": "500ms",
+        "deltapush_debounce": "0",
+    })
+    users = [new_user("rcpt") for _ in range(10)]
+    probe = new_user("probe")
+    token = make_token()
+    register(dovecot, probe, token)
+    pid = dovecot.service_pid()
+    client = dovecot.lmtp(timeout=30)
+    try:
+        # the lmtp process has its kept connection before the stop
+        lmtp_send(client, "sender@example.net", [probe],
+                  make_message(to=probe))
+        assert sink.wait_for_bodies([token]), dovecot.log_tail()
+        mark = dovecot.log_size()
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            start = time.monotonic()
+            replies = lmtp_send(client, "sender@example.net", users,
+                                make_message(to=users[0]))
+            elapsed = time.monotonic() - start
+            assert [code for code, _ in replies] == [250] * 10, replies
+            text = dovecot.log_since(mark)
+            print("10-recipient delivery with the service stopped: "
+                  "%.2f s, %d timeout(s)" % (elapsed, len(_timeouts(text))))
+            assert len(_timeouts(text)) == 1, text
+            assert text.count("did not answer in time: not notifying") == 1, \
+                text
+            # loose: well under one timeout per recipient
+            assert elapsed < 5 * 0.5, elapsed
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        # The same lmtp process notifies the service again by itself once
+        # the pause (ten timeouts) is over.
+        since = time.monotonic()
+        pushed = []
+        deadline = since + 20
+        while not pushed and time.monotonic() < deadline:
+            lmtp_send(client, "sender@example.net", [probe],
+                      make_message(to=probe))
+            pushed = sink.wait_for(1, timeout=1.0, since=since,
+                                   bodies=[token])
+        assert pushed, dovecot.log_since(mark)
+    finally:
+        client.close()
