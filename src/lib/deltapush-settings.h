@@ -7,6 +7,10 @@
 
 #define DELTAPUSH_DEFAULT_NOTIFY_URL "https://notifications.delta.chat/notify"
 #define DELTAPUSH_DEFAULT_DB_NAME "deltapush.sqlite"
+/* The default database's directory under state_dir: the service runs as
+   an unprivileged user, which must own the directory (SQLite creates its
+   -wal file there). 0.1 kept the database in state_dir itself. */
+#define DELTAPUSH_DEFAULT_DB_DIR "deltapush"
 #define DELTAPUSH_DEFAULT_SOCKET "deltapush"
 
 /* deltapush_fsync, named and meant as Dovecot's mail_fsync */

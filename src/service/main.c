@@ -4,6 +4,7 @@
 #include "ioloop.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -38,8 +39,11 @@ static dev_t deltapush_db_dev;
 static ino_t deltapush_db_ino;
 /* The last error opening it; NULL while it is open */
 static char *deltapush_db_error;
+/* state_dir when deltapush_db is the default; else NULL */
+static const char *deltapush_state_dir;
 
-/* deltapush_db defaults to a file in the service's state_dir. */
+/* deltapush_db defaults to a file in a directory of the service's
+   state_dir. */
 static void deltapush_service_set_db_path(pool_t pool, const char *state_dir)
 {
 	struct deltapush_settings *set;
@@ -48,7 +52,9 @@ static void deltapush_service_set_db_path(pool_t pool, const char *state_dir)
 		return;
 	set = p_new(pool, struct deltapush_settings, 1);
 	*set = *deltapush_set;
+	deltapush_state_dir = p_strdup(pool, state_dir);
 	set->db_path = p_strconcat(pool, state_dir,
+				   "/" DELTAPUSH_DEFAULT_DB_DIR
 				   "/" DELTAPUSH_DEFAULT_DB_NAME, NULL);
 	deltapush_set = set;
 }
@@ -170,14 +176,59 @@ static const char *deltapush_db_move_aside(const char *error)
 	return dest;
 }
 
+/* The service runs unprivileged: say clearly what the operator must do
+   when the database's directory is not ours, and never start an empty
+   database next to the one 0.1 kept in state_dir. */
+static int deltapush_db_dir_check(const char **error_r)
+{
+	const char *dir, *old_path, *p;
+	struct stat st;
+
+	p = strrchr(deltapush_set->db_path, '/');
+	dir = p == NULL ? "." : (p == deltapush_set->db_path ? "/" :
+		t_strdup_until(deltapush_set->db_path, p));
+	if (deltapush_state_dir != NULL &&
+	    stat(deltapush_set->db_path, &st) < 0 && errno == ENOENT) {
+		old_path = t_strconcat(deltapush_state_dir,
+				       "/" DELTAPUSH_DEFAULT_DB_NAME, NULL);
+		if (stat(old_path, &st) == 0) {
+			*error_r = t_strdup_printf("Found the database of "
+				"deltapush 0.1 at %s: move it (with its -wal "
+				"file, if any) to %s, owned by the service's "
+				"user (uid %ld), or set deltapush_db to it",
+				old_path, deltapush_set->db_path,
+				(long)geteuid());
+			return -1;
+		}
+		/* The default directory: created when we may (as root) */
+		if (mkdir(dir, 0700) < 0 && errno != EEXIST &&
+		    errno != EACCES && errno != EPERM) {
+			*error_r = t_strdup_printf("mkdir(%s) failed: %m", dir);
+			return -1;
+		}
+	}
+	if (access(dir, W_OK | X_OK) < 0) {
+		*error_r = t_strdup_printf("%s: the directory %s must exist "
+			"and be writable by the service's user (uid %ld): "
+			"access() failed: %m", deltapush_set->db_path, dir,
+			(long)geteuid());
+		return -1;
+	}
+	return 0;
+}
+
 static int deltapush_db_open(void)
 {
 	struct stat st;
 	const char *error;
 	int ret;
 
-	ret = deltapush_store_open(deltapush_set->db_path, TRUE,
-				   deltapush_event, &deltapush_store, &error);
+	ret = deltapush_db_dir_check(&error);
+	if (ret == 0) {
+		ret = deltapush_store_open(deltapush_set->db_path, TRUE,
+					   deltapush_event, &deltapush_store,
+					   &error);
+	}
 	if (ret == -2 && deltapush_db_move_aside(error) != NULL) {
 		ret = deltapush_store_open(deltapush_set->db_path, TRUE,
 					   deltapush_event, &deltapush_store,
@@ -307,12 +358,11 @@ static void deltapush_shutdown_drain(void)
 	}
 }
 
-static void main_init(pool_t pool)
+static void main_init(void)
 {
 	deltapush_event = event_create(NULL);
 	event_add_category(deltapush_event, &event_category_deltapush);
 
-	deltapush_service_read_settings(pool);
 	deltapush_http_global_init();
 	deltapush_server = deltapush_server_init(deltapush_set,
 						 deltapush_db_check_now,
@@ -357,7 +407,7 @@ int main(int argc, char *argv[])
 		return FATAL_DEFAULT;
 #if DOVECOT_PREREQ(2, 4, 0)
 	/* 2.4: the log settings come with the rest of the configuration;
-	   ours are looked up from it in main_init() */
+	   ours are looked up from it below */
 	T_BEGIN {
 		const char *error;
 
@@ -368,16 +418,20 @@ int main(int argc, char *argv[])
 #endif
 	master_service_init_log(master_service);
 
-	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
-	restrict_access_allow_coredumps(TRUE);
-
 	/* The master going away (doveadm reload, shutdown) means a new
 	   process wants the database: don't wait for the clients to leave
 	   (lmtp processes keep their connections). */
 	master_service_set_die_with_master(master_service, TRUE);
 
 	pool = pool_alloconly_create("deltapush settings", 1024);
-	main_init(pool);
+	/* The config socket is root's: read it before dropping to the
+	   service's user ($default_internal_user in the shipped
+	   configuration; root still works for older ones). No core dumps:
+	   the process holds every user's tokens. */
+	deltapush_service_read_settings(pool);
+	restrict_access_by_env(RESTRICT_ACCESS_FLAG_ALLOW_ROOT, NULL);
+	restrict_access_allow_coredumps(FALSE);
+	main_init();
 	master_service_init_finish(master_service);
 	master_service_run(master_service, client_connected);
 	main_deinit();
