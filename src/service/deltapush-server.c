@@ -16,6 +16,8 @@
 #include "deltapush-sender.h"
 #include "deltapush-server.h"
 
+#include <unistd.h>
+
 /* A plugin sends one line and waits; a client that stays silent this
    long is dropped (an lmtp process's kept connection then reconnects),
    so idle connections can't use up the service's client_limit. */
@@ -470,6 +472,33 @@ static int deltapush_server_client_output(struct deltapush_server_client *client
 	return ret;
 }
 
+/* Mail processes (any uid that can reach the socket) register, look up
+   and forget their user's tokens and report new mail; the rest (doveadm)
+   only root or the service's own user may ask. */
+static bool
+deltapush_server_request_allowed(struct deltapush_server_client *client,
+				 const struct deltapush_request *request)
+{
+	uid_t uid = client->conn.remote_uid;
+
+	switch (request->type) {
+	case DELTAPUSH_REQUEST_REGISTER:
+	case DELTAPUSH_REQUEST_LIST:
+	case DELTAPUSH_REQUEST_NOTIFY:
+		return TRUE;
+	case DELTAPUSH_REQUEST_FORGET:
+		if (request->token == NULL)
+			return TRUE;
+		break;
+	case DELTAPUSH_REQUEST_IMPORT:
+	case DELTAPUSH_REQUEST_TOKENS:
+	case DELTAPUSH_REQUEST_FLUSH:
+	case DELTAPUSH_REQUEST_STATUS:
+		break;
+	}
+	return uid != (uid_t)-1 && (uid == 0 || uid == geteuid());
+}
+
 static int deltapush_server_input_args(struct connection *conn,
 				       const char *const *args)
 {
@@ -482,6 +511,14 @@ static int deltapush_server_input_args(struct connection *conn,
 		e_error(conn->event, "Invalid request, disconnecting: %s",
 			error);
 		return -1;
+	}
+	if (!deltapush_server_request_allowed(client, &request)) {
+		e_error(conn->event, "Refused %s from uid %ld: only root or "
+			"the service's user may ask for it", args[0],
+			(long)conn->remote_uid);
+		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+					"Permission denied");
+		return 1;
 	}
 	/* Never acknowledge a write into a database file that was removed
 	   meanwhile: it would be gone at the next start. Without a database,
