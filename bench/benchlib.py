@@ -581,7 +581,7 @@ class Dovecot:
 
     @property
     def db_path(self):
-        return os.path.join(self.state_dir, "deltapush.sqlite")
+        return os.path.join(self.state_dir, "deltapush", "deltapush.sqlite")
 
     def write_config(self):
         plugin = {}

@@ -10,6 +10,7 @@ of the master process it started.
 import atexit
 import glob
 import os
+import pwd
 import shutil
 import signal
 import smtplib
@@ -28,6 +29,8 @@ SYSTEM_MODULE_DIR = "/usr/lib/dovecot/modules"
 SYSTEM_MODULES = ("lib15_notify_plugin.so", "lib20_push_notification_plugin.so")
 MAIL_UID = 65534
 MAIL_GID = 65534
+# default_internal_user in the generated configuration
+INTERNAL_USER = "dovecot"
 
 
 def dovecot_version():
@@ -142,11 +145,16 @@ def wait_until(predicate, timeout, interval=0.05):
 
 class DovecotInstance:
     def __init__(self, stage_files=None, notify_url=None,
-                 plugin_settings=None, extra_config="", deltapush=True):
+                 plugin_settings=None, extra_config="", deltapush=True,
+                 service_user=None):
         """stage_files: dict from find_stage_files() (needed when
         deltapush is True). plugin_settings: extra or overriding plugin {}
-        settings; a value of None removes a default setting."""
+        settings; a value of None removes a default setting. service_user:
+        the deltapush service's `user =` (e.g. "$default_internal_user",
+        as shipped; its database directory in state_dir is then given to
+        that user, as the packages do); None runs it as root."""
         self.deltapush = deltapush
+        self.service_user = service_user
         self.stage_files = stage_files
         self.notify_url = notify_url
         self.plugin_settings = dict(plugin_settings or {})
@@ -172,9 +180,25 @@ class DovecotInstance:
                   self.module_dir):
             os.makedirs(d, exist_ok=True)
         os.chown(self.home_root, MAIL_UID, MAIL_GID)
+        if service_user is not None:
+            os.makedirs(self.db_dir, mode=0o700)
+            user = INTERNAL_USER if service_user.startswith("$") \
+                else service_user
+            pw = pwd.getpwnam(user)
+            os.chown(self.db_dir, pw.pw_uid, pw.pw_gid)
         self._link_modules()
         self.write_config()
         all_instances.append(self)
+
+    @property
+    def db_dir(self):
+        """The directory of the default database."""
+        return os.path.join(self.state_dir, "deltapush")
+
+    @property
+    def db_path(self):
+        """The default database."""
+        return os.path.join(self.db_dir, "deltapush.sqlite")
 
     # ---- configuration ----
 
@@ -211,11 +235,14 @@ class DovecotInstance:
             "  process_limit = 1\n"
             "  process_min_avail = 1\n"
             "  client_limit = 10000\n"
+            "%s"
             "  unix_listener deltapush {\n"
             "    mode = 0600\n"
             "    user = nobody\n"
             "  }\n"
-            "}\n" % self.stage_files["service"])
+            "}\n" % (self.stage_files["service"],
+                      "" if self.service_user is None else
+                      "  user = %s\n" % self.service_user))
 
     def write_config(self):
         """One writer for both configuration syntaxes: Dovecot 2.3's

@@ -112,7 +112,7 @@ def wait_for_service_log(dovecot, mark, *needles, timeout=5.0):
 
 
 def db_path(dovecot):
-    return os.path.join(dovecot.state_dir, "deltapush.sqlite")
+    return dovecot.db_path
 
 
 def db_rows(dovecot, sql, args=()):

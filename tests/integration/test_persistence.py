@@ -24,9 +24,8 @@ def test_tokens_survive_dovecot_restart(dovecot_factory):
     assert dovecot.service_pid() != old_service
     assert tokens_of(dovecot, alice) == alice_tokens
     assert tokens_of(dovecot, bob) == [bob_token]
-    # the database defaults to a file in state_dir
-    assert os.path.exists(os.path.join(dovecot.state_dir,
-                                       "deltapush.sqlite"))
+    # the database defaults to a file in state_dir/deltapush
+    assert os.path.exists(dovecot.db_path)
 
 
 def test_configured_database_path_is_used(dovecot_factory, tmp_path):
@@ -37,8 +36,7 @@ def test_configured_database_path_is_used(dovecot_factory, tmp_path):
     user, token = new_user(), make_token()
     register(dovecot, user, token)
     assert db.exists()
-    assert not os.path.exists(os.path.join(dovecot.state_dir,
-                                           "deltapush.sqlite"))
+    assert not os.path.exists(dovecot.db_path)
     assert tokens_of(dovecot, user) == [token]
 
 

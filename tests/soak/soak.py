@@ -242,7 +242,7 @@ def pending_tokens(dovecot, tokens):
     import sqlite3
     import tempfile
     # the service keeps the file locked: read a copy of it and its WAL
-    path = os.path.join(dovecot.state_dir, "deltapush.sqlite")
+    path = os.path.join(dovecot.state_dir, "deltapush", "deltapush.sqlite")
     copy_dir = tempfile.mkdtemp(prefix="dpsoak-db-")
     try:
         copy = os.path.join(copy_dir, "copy.sqlite")
