@@ -46,6 +46,9 @@ struct deltapush_server_client {
 	string_t *held_reply;
 	bool holding:1;
 	bool held_ok:1;
+	/* Set while reading is halted for a client that doesn't read its
+	   replies: halting removed the idle timeout */
+	struct timeout *to_output;
 };
 
 static void deltapush_server_reply(struct deltapush_server_client *client,
@@ -467,9 +470,21 @@ static int deltapush_server_client_output(struct deltapush_server_client *client
 		return 1;
 	if (o_stream_get_buffer_used_size(output) < DELTAPUSH_SERVER_OUTPUT_LIMIT) {
 		o_stream_unset_flush_callback(output);
+		timeout_remove(&client->to_output);
 		connection_input_resume(&client->conn);
 	}
 	return ret;
+}
+
+static void
+deltapush_server_client_output_timeout(struct deltapush_server_client *client)
+{
+	e_error(client->conn.event, "Client read no replies for %u s "
+		"(%zu bytes waiting), disconnecting",
+		DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS,
+		o_stream_get_buffer_used_size(client->conn.output));
+	client->conn.disconnect_reason = CONNECTION_DISCONNECT_DEINIT;
+	client->conn.v.destroy(&client->conn);
 }
 
 /* Mail processes (any uid that can reach the socket) register, look up
@@ -569,11 +584,17 @@ static int deltapush_server_input_args(struct connection *conn,
 		return 0;
 	if (o_stream_get_buffer_used_size(conn->output) >=
 	    DELTAPUSH_SERVER_OUTPUT_LIMIT) {
-		/* Read no more until the client has read its replies. */
+		/* Read no more until the client has read its replies, and
+		   not for ever: its slot and buffer are ours. */
 		connection_input_halt(conn);
 		o_stream_set_flush_callback(conn->output,
 					    deltapush_server_client_output,
 					    client);
+		if (client->to_output == NULL) {
+			client->to_output = timeout_add(
+				DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS * 1000,
+				deltapush_server_client_output_timeout, client);
+		}
 		return 0;
 	}
 	return 1;
@@ -607,6 +628,7 @@ static void deltapush_server_client_destroy(struct connection *conn)
 		}
 	}
 	str_free(&client->held_reply);
+	timeout_remove(&client->to_output);
 	connection_deinit(conn);
 	i_free(client);
 	master_service_client_connection_destroyed(master_service);
