@@ -259,6 +259,10 @@ static void deltapush_client_suspend(struct event *event, uint64_t now,
 		return;
 	/* once, until the service answers again */
 	deltapush_client_suspended = TRUE;
+	if (event == NULL) {
+		/* doveadm: it never sends NOTIFY */
+		return;
+	}
 	e_warning(event, "The push service did not answer in time: not "
 		  "notifying it of new mail for %u ms, then trying again",
 		  I_MAX(msecs, 1000U));
