@@ -245,7 +245,7 @@ static void deltapush_sender_save(struct deltapush_sender *sender,
 	dirty = array_append_space(&sender->dirty);
 	dirty->id = pend->id;
 	dirty->state = pend->state;
-	if (sender->to_sync == NULL)
+	if (sender->to_sync == NULL && sender->store != NULL)
 		deltapush_sender_sync(sender);
 }
 
@@ -309,7 +309,15 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	if (sender->store == NULL) {
 		/* Draining after the store was given up (shutdown, doveadm
 		   reload): the push stays due in the database, so the next
-		   process sends it again, and a 410 is seen again then. */
+		   process sends it again, and a failure or a 410 is seen
+		   again then. A success is kept for
+		   deltapush_sender_reattach(), which can save it when no new
+		   process has the database yet (a plain stop). */
+		if (result->status == 200) {
+			(void)deltapush_schedule_finished(&sender->sched_set,
+				&pend->state, now, TRUE);
+			deltapush_sender_save(sender, pend);
+		}
 		pend->state.in_flight = FALSE;
 		return;
 	}
@@ -704,6 +712,28 @@ void deltapush_sender_detach(struct deltapush_sender *sender)
 	timeout_remove(&sender->to);
 	/* What could not be written stays due: sent again later */
 	array_clear(&sender->dirty);
+	sender->store = NULL;
+}
+
+bool deltapush_sender_have_unsaved(struct deltapush_sender *sender)
+{
+	return array_count(&sender->dirty) > 0;
+}
+
+void deltapush_sender_reattach(struct deltapush_sender *sender,
+			       struct deltapush_store *store)
+{
+	const char *error;
+
+	sender->store = store;
+	deltapush_sender_sync(sender);
+	timeout_remove(&sender->to_sync);
+	if (deltapush_store_group_commit(store, &error) < 0) {
+		e_debug(sender->event, "Couldn't save the pushes finished "
+			"while exiting (they are sent again): %s", error);
+	}
+	array_clear(&sender->dirty);
+	sender->dirty_written = 0;
 	sender->store = NULL;
 }
 

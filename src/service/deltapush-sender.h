@@ -59,6 +59,12 @@ void deltapush_sender_get_status(struct deltapush_sender *sender,
    next process sends them again (a push may arrive twice, none is lost).
    Only deltapush_sender_deinit() may follow. */
 void deltapush_sender_detach(struct deltapush_sender *sender);
+/* After detach: are there pushes that succeeded meanwhile, not saved? */
+bool deltapush_sender_have_unsaved(struct deltapush_sender *sender);
+/* Save them into store (opened again by the caller, which closes it
+   afterwards); on failure they are sent again by the next process. */
+void deltapush_sender_reattach(struct deltapush_sender *sender,
+			       struct deltapush_store *store);
 
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender);
 unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender);

@@ -391,6 +391,20 @@ static void main_deinit(void)
 	if (deltapush_store != NULL)
 		deltapush_store_close(&deltapush_store);
 	deltapush_shutdown_drain();
+	if (deltapush_sender != NULL &&
+	    deltapush_sender_have_unsaved(deltapush_sender)) {
+		/* Save the pushes that finished meanwhile, so that they are
+		   not sent again, unless a new process has the database */
+		const char *error;
+
+		if (deltapush_store_open(deltapush_set->db_path, TRUE,
+					 deltapush_event, &deltapush_store,
+					 &error) == 0) {
+			deltapush_sender_reattach(deltapush_sender,
+						  deltapush_store);
+			deltapush_store_close(&deltapush_store);
+		}
+	}
 	if (deltapush_sender != NULL)
 		deltapush_sender_deinit(&deltapush_sender);
 	i_free(deltapush_db_error);
