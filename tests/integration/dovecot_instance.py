@@ -242,7 +242,17 @@ class DovecotInstance:
             "  }\n"
             "}\n" % (self.stage_files["service"],
                       "" if self.service_user is None else
-                      "  user = %s\n" % self.service_user))
+                      "  user = %s\n" % self._config_value(
+                          self.service_user)))
+
+    @staticmethod
+    def _config_value(value):
+        """$default_internal_user and the like: 2.4 spells a reference
+        to another setting $SET:name."""
+        if DOVECOT_24 and value.startswith("$") and \
+                not value.startswith("$SET:"):
+            return "$SET:" + value[1:]
+        return value
 
     def write_config(self):
         """One writer for both configuration syntaxes: Dovecot 2.3's
