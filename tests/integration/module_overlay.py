@@ -4,7 +4,7 @@ compiled-in module directories, without touching the system.
 Dovecot loads doveadm modules only from MODULEDIR/doveadm and, on 2.4,
 settings modules only from MODULEDIR/settings. Each program runs in a
 private mount namespace (unshare -m) where such a directory is replaced by
-a bind mount of a temporary directory holding symlinks to the system's
+a bind mount of a temporary directory holding copies of the system's
 modules plus the staged one. Needs root, unshare(1) and mount(8).
 """
 
@@ -48,10 +48,12 @@ def overlay_dir(kind):
     directory = tempfile.mkdtemp(prefix="dpt-%s-" % kind)
     os.chmod(directory, 0o755)
     system_dir = os.path.join(SYSTEM_MODULE_DIR, kind)
+    # Copies: a symlink into system_dir would point into the overlay
+    # itself once it is mounted there.
     for name in sorted(os.listdir(system_dir)):
         if name != MODULES[kind]:
-            os.symlink(os.path.join(system_dir, name),
-                       os.path.join(directory, name))
+            shutil.copy2(os.path.join(system_dir, name),
+                         os.path.join(directory, name))
     os.symlink(module, os.path.join(directory, MODULES[kind]))
     _overlays[kind] = directory
     return directory

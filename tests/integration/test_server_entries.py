@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from dovecot_instance import wait_until
+from dovecot_instance import DOVECOT_24, wait_until
 from helpers import CLIENT_SERVER_ENTRIES, DEVICETOKEN, get_value, new_user
 from imap_client import quote
 
@@ -281,7 +281,7 @@ def test_served_without_push_driver(dovecot_factory, sink, files_dir):
     })
     conf = open(instance.conf).read()
     assert "push_notification_driver" not in conf   # 2.3
-    assert "push_notification deltapush" not in conf   # 2.4
+    assert "push_notification deltapush {" not in conf   # 2.4
     with instance.imap(new_user()) as client:
         values = client_query(client)
     assert values[MAXSMTP] == MAX_RECIPIENTS.encode()
@@ -744,6 +744,15 @@ def test_setmetadata_refused_when_unconfigured(dovecot, entry):
 def test_invalid_max_smtp_recipients_refused(dovecot_factory, sink, value):
     instance = dovecot_factory(sink=sink, start=False, settings={
         "deltapush_max_smtp_recipients": value})
+    if DOVECOT_24:
+        # 2.4 checks the settings when it reads the configuration:
+        # Dovecot does not start, and says which setting and why.
+        with pytest.raises(RuntimeError) as failed:
+            instance.start()
+        assert re.search(r"deltapush_max_smtp_recipients: Invalid value "
+                         r"'%s'" % re.escape(value), str(failed.value)), \
+            failed.value
+        return
     # The service dies at start, so don't wait for it as start() does:
     # only for IMAP and LMTP.
     instance.deltapush = False
