@@ -26,7 +26,8 @@ test_conf=/etc/dovecot/conf.d/99-deltapush-package-test.conf
 # Dovecot 2.4 only: the conffile for the deltapush_* settings, which only
 # the package's load file includes.
 settings_conf=/etc/dovecot/deltapush.conf
-db_glob=/var/lib/dovecot/deltapush.sqlite
+db_dir=/var/lib/dovecot/deltapush
+db_glob=$db_dir/deltapush.sqlite
 
 skip() {
 	echo "test-deb.sh: skipped: $*"
@@ -112,6 +113,8 @@ system_dovecot_was_running=no
 master_pid >/dev/null && system_dovecot_was_running=yes
 db_existed=no
 ls $db_glob* >/dev/null 2>&1 && db_existed=yes
+db_dir_existed=no
+[ -d $db_dir ] && db_dir_existed=yes
 # Dovecot's own runtime and state files, to be removed again if the test
 # is the first to run the system Dovecot here.
 run_dir_existed=no
@@ -140,6 +143,7 @@ cleanup() {
 	[ "$ssl_created" = yes ] && rm -f "$ssl_cert" "$ssl_key"
 	[ "$user_created" = yes ] && userdel -r "$test_user" >/dev/null 2>&1
 	[ "$db_existed" = no ] && rm -f "$db_glob" "$db_glob-wal" "$db_glob-shm"
+	[ "$db_dir_existed" = no ] && rmdir $db_dir 2>/dev/null
 	if ! master_pid >/dev/null; then
 		[ $run_dir_existed = no ] && rm -rf /run/dovecot
 		[ $instances_existed = no ] && rm -f /var/lib/dovecot/instances
@@ -464,7 +468,7 @@ if [ -s "$work/before" ]; then
 fi
 stray=$(find_deltapush | comm -23 - "$work/before" |
 	grep -v -x -F -e $test_conf \
-		-e $db_glob -e $db_glob-wal -e $db_glob-shm)
+		-e $db_dir -e $db_glob -e $db_glob-wal -e $db_glob-shm)
 check "nothing named *deltapush* left but the database${stray:+ (left: $stray)}" \
 	test -z "$stray"
 check "the database stays ($db_files)" test -f $db_glob
