@@ -257,7 +257,7 @@ CONFIGS = [
 def setup_users(dc, cfg, users, tokens):
     if cfg.kind == "ox":
         for u in users:
-            dc.imap_setmetadata(u, '""', OX_KEY, "user=" + u)
+            dc.imap_setmetadata(u, "", OX_KEY, "user=" + u)
     elif cfg.kind == "deltapush":
         for u in users:
             dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
@@ -723,10 +723,10 @@ def figure_scale(report, stage, sizes, nginx):
         rtt = []
         for name in sample:
             t0 = time.monotonic_ns()
-            line = svc.request("NOTIFY", name)
+            reply = svc.request("NOTIFY", name)
             t1 = time.monotonic_ns()
-            if line != b"OK\t1":
-                raise RuntimeError("NOTIFY %s: %r" % (name, line))
+            if reply != [b"OK", b"1"]:
+                raise RuntimeError("NOTIFY %s: %r" % (name, reply))
             rtt.append((t1 - t0) / 1e6)
         svc.close()
         got, _ = nginx.wait_requests(base + len(sample), 30)

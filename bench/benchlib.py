@@ -1,6 +1,8 @@
-"""Building blocks of the deltapush benchmarks: a throwaway Dovecot in three
-configurations, the fast HTTP sink, nginx, a client for the service socket
-and process accounting from /proc.
+"""Building blocks of the deltapush benchmarks, on the test harness
+(tests/integration): a throwaway Dovecot in three configurations (the
+harness's DovecotInstance and its one configuration writer), the sink in a
+process of its own with CLOCK_MONOTONIC timestamps, nginx, a timed LMTP
+client and CPU accounting from /proc.
 
 Everything listens on 127.0.0.1 only, lives in temporary directories and is
 stopped by the pid of the process the benchmark started.
@@ -8,9 +10,7 @@ stopped by the pid of the process the benchmark started.
 
 import atexit
 import base64
-import glob
 import http.client
-import imaplib
 import os
 import shutil
 import signal
@@ -22,14 +22,16 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DOVECOT = "/usr/sbin/dovecot"
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+
+import dovecot_instance  # noqa: E402
+from dovecot_instance import (MAIL_GID, MAIL_UID, DovecotInstance,  # noqa: E402
+                              StageError, free_port, proc_kib, stop_process,
+                              wait_until)
+from service_client import ServiceConn  # noqa: E402
+
 NGINX = "/usr/sbin/nginx"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
-SYSTEM_MODULE_DIR = "/usr/lib/dovecot/modules"
-SYSTEM_MODULES = ("lib15_notify_plugin.so",
-                  "lib20_push_notification_plugin.so")
-MAIL_UID = 65534
-MAIL_GID = 65534
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
@@ -59,13 +61,7 @@ def _register(proc, what):
 
 
 def _stop_proc(proc, sig=signal.SIGTERM, timeout=15.0):
-    if proc.poll() is None:
-        proc.send_signal(sig)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=timeout)
+    stop_process(proc, sig, timeout)
     _live.pop(proc.pid, None)
 
 
@@ -79,37 +75,11 @@ def stop_leftovers():
                              % (what, pid, e))
 
 
-def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout, interval=0.02):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() >= deadline:
-            return value
-        time.sleep(interval)
-
-
 def find_stage_files(stage):
-    def one(pattern, want_exec=False):
-        found = sorted(p for p in glob.glob(os.path.join(stage, "**", pattern),
-                                            recursive=True)
-                       if os.path.isfile(p) and
-                       (not want_exec or os.access(p, os.X_OK)))
-        if not found:
-            raise SystemExit("%s not found under %s: build and stage first"
-                             % (pattern, stage))
-        return os.path.abspath(found[0])
-
-    return {
-        "plugin": one("lib30_deltapush_plugin.so"),
-        "imap_plugin": one("lib31_imap_deltapush_plugin.so"),
-        "service": one("deltapush", want_exec=True),
-    }
+    try:
+        return dovecot_instance.find_stage_files(stage)
+    except StageError as e:
+        raise SystemExit("%s: build and stage first" % e)
 
 
 # ---------------------------------------------------------------------------
@@ -142,11 +112,7 @@ def proc_cpu(pid):
     return st[2] if st else 0.0
 
 
-def proc_status_kib(pid, field):
-    for line in _read("/proc/%d/status" % pid).splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
+proc_status_kib = proc_kib
 
 
 def tree_cpu(root_pid):
@@ -473,291 +439,59 @@ def token_key(token):
 
 
 # ---------------------------------------------------------------------------
-# The deltapush service socket
-
-
-class ServiceClient:
-    """The plugin<->service line protocol over the unix socket: many
-    requests per connection, one reply line each, in order."""
-
-    def __init__(self, path, timeout=60.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(path)
-        self.sock.sendall(b"VERSION\tdeltapush\t1\t0\n")
-        self.buf = b""
-        line = self.readline()
-        if not line.startswith(b"VERSION\tdeltapush\t1\t"):
-            raise RuntimeError("unexpected handshake %r" % line)
-
-    def readline(self):
-        while b"\n" not in self.buf:
-            data = self.sock.recv(1 << 20)
-            if not data:
-                raise RuntimeError("service closed the connection")
-            self.buf += data
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line
-
-    def request(self, *fields):
-        self.sock.sendall("\t".join(fields).encode() + b"\n")
-        return self.readline()
-
-    def pipeline(self, line_batches, total):
-        """Sends every request line from the iterable of byte batches in a
-        writer thread and reads the replies here. Returns (replies that
-        started with OK, first failure or None, monotonic time the last
-        reply arrived)."""
-        error = []
-
-        def writer():
-            try:
-                for batch in line_batches:
-                    self.sock.sendall(batch)
-            except OSError as e:
-                error.append(e)
-
-        t = threading.Thread(target=writer, daemon=True)
-        t.start()
-        ok = 0
-        fail = None
-        for _ in range(total):
-            line = self.readline()
-            if line.startswith(b"OK"):
-                ok += 1
-            elif fail is None:
-                fail = line.decode(errors="replace")
-        done = time.monotonic()
-        t.join()
-        if error:
-            raise error[0]
-        return ok, fail, done
-
-    def close(self):
-        self.sock.close()
-
-
-# ---------------------------------------------------------------------------
 # Dovecot
 
 
-class Dovecot:
+class Dovecot(DovecotInstance):
     """A throwaway Dovecot. kind is "none" (no push plugin), "ox" (stock
     ox push_notification driver) or "deltapush"."""
 
+    keep_env = "DELTAPUSH_BENCH_KEEP"
+
     def __init__(self, kind, stage_files=None, push_url=None, plugin=None):
         self.kind = kind
-        self.stage_files = stage_files
-        self.push_url = push_url
-        self.plugin = dict(plugin or {})
-        self.root = tempfile.mkdtemp(prefix="dpbench-dc-", dir=TMPDIR)
-        os.chmod(self.root, 0o755)
-        self.name = "dpbench-%s" % os.path.basename(self.root)[11:]
-        self.conf = os.path.join(self.root, "dovecot.conf")
-        self.base_dir = os.path.join(self.root, "run")
-        self.state_dir = os.path.join(self.root, "state")
-        self.log_path = os.path.join(self.root, "dovecot.log")
-        self.home_root = os.path.join(self.root, "home")
-        self.module_dir = os.path.join(self.root, "modules")
-        self.imap_port = free_port()
-        self.lmtp_port = free_port()
-        self.proc = None
-        for d in (self.state_dir, self.home_root, self.module_dir):
-            os.makedirs(d)
-        os.chown(self.home_root, MAIL_UID, MAIL_GID)
-        for name in SYSTEM_MODULES:
-            os.symlink(os.path.join(SYSTEM_MODULE_DIR, name),
-                       os.path.join(self.module_dir, name))
-        if kind == "deltapush":
-            for key in ("plugin", "imap_plugin"):
-                path = stage_files[key]
-                os.symlink(path, os.path.join(self.module_dir,
-                                              os.path.basename(path)))
-        self.write_config()
+        settings = {}
+        if kind == "ox":
+            settings["push_notification_driver"] = \
+                "ox:url=%s user_from_metadata" % push_url
+        settings.update(plugin or {})
+        super().__init__(stage_files=stage_files, notify_url=push_url,
+                         plugin_settings=settings,
+                         deltapush=kind == "deltapush",
+                         push_plugins=kind != "none", tmpdir=TMPDIR,
+                         prefix="dpbench-")
+
+    # What bench.py changes between runs of one instance
+    @property
+    def push_url(self):
+        return self.notify_url
+
+    @push_url.setter
+    def push_url(self, url):
+        self.notify_url = url
 
     @property
-    def socket_path(self):
-        return os.path.join(self.base_dir, "deltapush")
-
-    @property
-    def db_path(self):
-        return os.path.join(self.state_dir, "deltapush", "deltapush.sqlite")
-
-    def write_config(self):
-        plugin = {}
-        service = ""
-        imap_plugins = ""
-        mail_plugins = "$mail_plugins"
-        if self.kind == "ox":
-            mail_plugins += " notify push_notification"
-            plugin["push_notification_driver"] = \
-                "ox:url=%s user_from_metadata" % self.push_url
-        elif self.kind == "deltapush":
-            mail_plugins += " notify push_notification deltapush"
-            imap_plugins = "  mail_plugins = $mail_plugins imap_deltapush\n"
-            plugin["push_notification_driver"] = "deltapush"
-            plugin["deltapush_notify_url"] = self.push_url
-            service = """\
-service deltapush {
-  executable = %s
-  process_limit = 1
-  process_min_avail = 1
-  unix_listener deltapush {
-    mode = 0600
-    user = nobody
-  }
-}
-""" % self.stage_files["service"]
-        plugin.update(self.plugin)
-        plugin_lines = "".join("  %s = %s\n" % kv for kv in plugin.items()
-                               if kv[1] is not None)
-        text = """\
-# Generated by the deltapush benchmarks (bench/).
-instance_name = {name}
-base_dir = {base_dir}
-state_dir = {state_dir}
-log_path = {log_path}
-protocols = imap lmtp
-listen = 127.0.0.1
-ssl = no
-disable_plaintext_auth = no
-auth_mechanisms = plain login
-default_login_user = dovenull
-default_internal_user = dovecot
-passdb {{
-  driver = static
-  args = password=pass
-}}
-userdb {{
-  driver = static
-  args = uid={uid} gid={gid} home={home_root}/%u
-}}
-mail_location = maildir:~/Maildir
-namespace inbox {{
-  inbox = yes
-  separator = /
-}}
-mail_attribute_dict = file:%h/dovecot-attributes
-mail_plugin_dir = {module_dir}
-mail_plugins = {mail_plugins}
-postmaster_address = postmaster@example.org
-protocol imap {{
-{imap_plugins}  imap_metadata = yes
-}}
-plugin {{
-{plugin_lines}}}
-service imap-login {{
-  inet_listener imap {{
-    address = 127.0.0.1
-    port = {imap_port}
-  }}
-  inet_listener imaps {{
-    port = 0
-  }}
-}}
-service lmtp {{
-  inet_listener lmtp {{
-    address = 127.0.0.1
-    port = {lmtp_port}
-  }}
-}}
-{service}""".format(name=self.name, base_dir=self.base_dir,
-                     state_dir=self.state_dir, log_path=self.log_path,
-                     uid=MAIL_UID, gid=MAIL_GID, home_root=self.home_root,
-                     module_dir=self.module_dir, mail_plugins=mail_plugins,
-                     imap_plugins=imap_plugins, plugin_lines=plugin_lines,
-                     imap_port=self.imap_port, lmtp_port=self.lmtp_port,
-                     service=service)
-        with open(self.conf, "w") as f:
-            f.write(text)
+    def plugin(self):
+        return self.plugin_settings
 
     def start(self, timeout=20.0):
-        self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf],
-                                     stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        _register(self.proc, "dovecot")
-        checks = [lambda: self._port_open(self.imap_port),
-                  lambda: self._port_open(self.lmtp_port)]
-        if self.kind == "deltapush":
-            checks.append(lambda: os.path.exists(self.socket_path) and
-                          self.service_pid() is not None)
-        for check in checks:
-            if not wait_until(lambda: check() or self.proc.poll() is not None,
-                              timeout) or self.proc.poll() is not None:
-                tail = self.log_tail()
-                self.stop()
-                raise RuntimeError("dovecot did not start\n" + tail)
-
-    @staticmethod
-    def _port_open(port):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                return True
-        except OSError:
-            return False
-
-    def stop(self):
-        if self.proc is not None:
-            _stop_proc(self.proc)
-            self.proc = None
-
-    def cleanup(self):
-        self.stop()
-        if not os.environ.get("DELTAPUSH_BENCH_KEEP"):
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def children(self, comm=None):
-        result = []
-        if self.proc is None:
-            return result
-        for name in os.listdir("/proc"):
-            if name.isdigit():
-                st = proc_stat(int(name))
-                if st and st[0] == self.proc.pid and \
-                        (comm is None or st[1] == comm):
-                    result.append(int(name))
-        return result
-
-    def service_pid(self):
-        pids = self.children("deltapush")
-        return pids[0] if len(pids) == 1 else None
+        super().start(timeout)
 
     def log_pid(self):
         pids = self.children("log")
         return pids[0] if pids else None
 
     def cpu(self):
-        return tree_cpu(self.proc.pid)
-
-    def log_text(self):
-        return _read(self.log_path)
-
-    def log_tail(self, lines=40):
-        return "\n".join(self.log_text().splitlines()[-lines:])
-
-    def log_errors(self):
-        return [line for line in self.log_text().splitlines()
-                if "Error:" in line or "Fatal:" in line or "Panic:" in line]
+        return tree_cpu(self.master_pid)
 
     def service(self, timeout=60.0):
-        return ServiceClient(self.socket_path, timeout=timeout)
+        return ServiceConn(self, timeout=timeout)
 
     def imap_setmetadata(self, user, mailbox, entry, value):
-        m = imaplib.IMAP4("127.0.0.1", self.imap_port)
-        try:
-            m.login(user, "pass")
-            typ, data = m.xatom("SETMETADATA", mailbox,
-                                '(%s "%s")' % (entry, value))
-            if typ != "OK":
-                raise RuntimeError("SETMETADATA for %s: %s %r"
-                                   % (user, typ, data))
-            m.logout()
-        finally:
-            try:
-                m.shutdown()
-            except OSError:
-                pass
+        with self.imap(user) as client:
+            reply = client.setmetadata(mailbox, entry, value)
+        if not reply.ok:
+            raise RuntimeError("SETMETADATA for %s: %r" % (user, reply))
 
     def db_size(self):
         sizes = {}
@@ -831,9 +565,6 @@ class Lmtp:
 
 def make_message(sender, rcpt, n):
     """A small plain message (CRLF, dot-stuffing not needed)."""
-    return ("From: <{s}>\r\nTo: <{r}>\r\nSubject: bench {n}\r\n"
-            "Message-ID: <bench.{n}.{p}@bench.example.net>\r\n"
-            "Date: {d}\r\n\r\nLa de da de da {n}.\r\n").format(
-                s=sender, r=rcpt, n=n, p=os.getpid(),
-                d=time.strftime("%a, %d %b %Y %H:%M:%S +0000",
-                                time.gmtime())).encode()
+    return dovecot_instance.make_message(
+        sender="<%s>" % sender, to="<%s>" % rcpt, subject="bench %d" % n,
+        body="La de da de da %d.\r\n" % n)

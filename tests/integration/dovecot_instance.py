@@ -1,4 +1,5 @@
-"""A throwaway Dovecot for the integration tests.
+"""A throwaway Dovecot for the integration tests, the benchmarks, the soak
+test and the demo.
 
 Everything lives in a fresh temporary directory: configuration, base_dir,
 state_dir, log, mail homes and a module directory of symlinks (the system's
@@ -132,6 +133,18 @@ def proc_kib(pid, field):
     return int(value.split()[0])
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10.0):
+    """Stops a process we started (a subprocess.Popen) by its pid: sig,
+    then SIGKILL if it has not exited within timeout."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
 def wait_until(predicate, timeout, interval=0.05):
     """Polls predicate until it returns something truthy or timeout
     seconds pass; returns the last value."""
@@ -144,16 +157,24 @@ def wait_until(predicate, timeout, interval=0.05):
 
 
 class DovecotInstance:
+    # Set in the environment, the instance's directory is kept.
+    keep_env = "DELTAPUSH_KEEP_TMP"
+
     def __init__(self, stage_files=None, notify_url=None,
                  plugin_settings=None, extra_config="", deltapush=True,
-                 service_user=None):
+                 service_user=None, push_plugins=True, tmpdir=None,
+                 prefix="dpt-"):
         """stage_files: dict from find_stage_files() (needed when
         deltapush is True). plugin_settings: extra or overriding plugin {}
         settings; a value of None removes a default setting. service_user:
         the deltapush service's `user =` (e.g. "$default_internal_user",
         as shipped; its database directory in state_dir is then given to
-        that user, as the packages do); None runs it as root."""
+        that user, as the packages do); None runs it as root.
+        push_plugins: False loads neither notify nor push_notification (a
+        Dovecot without push at all). tmpdir: where the instance's
+        directory goes (default $DELTAPUSH_TEST_TMPDIR or /tmp)."""
         self.deltapush = deltapush
+        self.push_plugins = push_plugins
         self.service_user = service_user
         self.stage_files = stage_files
         self.notify_url = notify_url
@@ -161,10 +182,10 @@ class DovecotInstance:
         self.extra_config = extra_config
         # A short path (unix socket names are limited to 108 bytes) whose
         # ancestors the mail uid can traverse, whatever TMPDIR says.
-        parent = os.environ.get("DELTAPUSH_TEST_TMPDIR", "/tmp")
-        self.root = tempfile.mkdtemp(prefix="dpt-", dir=parent)
+        parent = tmpdir or os.environ.get("DELTAPUSH_TEST_TMPDIR", "/tmp")
+        self.root = tempfile.mkdtemp(prefix=prefix, dir=parent)
         os.chmod(self.root, 0o755)
-        self.name = "dpt-%s" % os.path.basename(self.root)[4:]
+        self.name = os.path.basename(self.root)
         self.conf = os.path.join(self.root, "dovecot.conf")
         self.base_dir = os.path.join(self.root, "run")
         self.state_dir = os.path.join(self.root, "state")
@@ -199,6 +220,11 @@ class DovecotInstance:
     def db_path(self):
         """The default database."""
         return os.path.join(self.db_dir, "deltapush.sqlite")
+
+    @property
+    def socket_path(self):
+        """The deltapush service's unix socket."""
+        return os.path.join(self.base_dir, "deltapush")
 
     # ---- configuration ----
 
@@ -273,7 +299,7 @@ class DovecotInstance:
             f.write(text)
 
     def _config_23(self, settings, v):
-        plugins = "notify push_notification"
+        plugins = "notify push_notification" if self.push_plugins else ""
         imap_plugins = ""
         if self.deltapush:
             plugins += " deltapush"
@@ -339,17 +365,25 @@ service lmtp {{
                                 for kv in settings.items()), **v)
 
     def _config_24(self, settings, v):
-        plugins = ["notify", "push_notification"]
+        plugins = ["notify", "push_notification"] if self.push_plugins \
+            else []
         imap_plugins = ""
         push = ""
         settings = dict(settings)
         if self.deltapush:
             plugins.append("deltapush")
             imap_plugins = "  mail_plugins {\n    imap_deltapush = yes\n  }\n"
-        # 2.4 names push_notification drivers in filters.
+        # 2.4 names push_notification drivers in filters; 2.3's driver
+        # options ("ox:url=... user_from_metadata") become its settings.
         driver = settings.pop("push_notification_driver", None)
         if driver is not None:
-            push = "push_notification %s {\n}\n" % driver
+            name, _, options = driver.partition(":")
+            lines = []
+            for option in options.split():
+                key, eq, value = option.partition("=")
+                lines.append("  push_notification_%s_%s = %s\n"
+                             % (name, key, value if eq else "yes"))
+            push = "push_notification %s {\n%s}\n" % (name, "".join(lines))
         return """\
 # Generated by the deltapush integration tests.
 dovecot_config_version = {version}
@@ -458,9 +492,8 @@ service lmtp {{
         check("IMAP greeting", self._imap_ready)
         check("LMTP port", lambda: self._port_open(self.lmtp_port))
         if self.deltapush:
-            sock = os.path.join(self.base_dir, "deltapush")
             check("the deltapush socket",
-                  lambda: os.path.exists(sock))
+                  lambda: os.path.exists(self.socket_path))
             check("the deltapush service process",
                   lambda: self.service_pids())
 
@@ -487,13 +520,7 @@ service lmtp {{
         if self.process is None:
             return
         children = list(self.children())
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
+        stop_process(self.process, timeout=timeout)
 
         def children_gone():
             for pid in children:
@@ -528,7 +555,7 @@ service lmtp {{
         self.stop()
         if self in all_instances:
             all_instances.remove(self)
-        if os.environ.get("DELTAPUSH_KEEP_TMP"):
+        if os.environ.get(self.keep_env):
             return
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -585,6 +612,11 @@ service lmtp {{
     def log_since(self, offset):
         """The log written after log_size() returned offset."""
         return _read(self.log_path, "rb")[offset:].decode(errors="replace")
+
+    def log_errors(self):
+        """The log's error, fatal and panic lines."""
+        return [line for line in self.log_text().splitlines()
+                if "Error:" in line or "Fatal:" in line or "Panic:" in line]
 
     def log_tail(self, lines=60):
         text = self.log_text().splitlines()

@@ -5,30 +5,9 @@ sync; their replies wait for it."""
 
 import os
 import signal
-import socket
 
 from helpers import make_token, new_user, register
-
-HANDSHAKE = b"VERSION\tdeltapush\t1\t0\n"
-
-
-class _Conn:
-    def __init__(self, dovecot):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(10)
-        self.sock.connect(os.path.join(dovecot.base_dir, "deltapush"))
-        self.buf = b""
-        assert self.readline() == HANDSHAKE
-        self.sock.sendall(HANDSHAKE)
-
-    def readline(self):
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("service closed the connection")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
+from service_client import ServiceConn
 
 
 def test_notifies_of_one_pass_share_one_commit(dovecot_factory, sink):
@@ -37,7 +16,7 @@ def test_notifies_of_one_pass_share_one_commit(dovecot_factory, sink):
     users = [new_user("group") for _ in range(10)]
     for user in users:
         register(dovecot, user, make_token())
-    conns = [_Conn(dovecot) for _ in users]
+    conns = [ServiceConn(dovecot, timeout=10) for _ in users]
     pid = dovecot.service_pid()
     mark = dovecot.log_size()
     # Stopped, the service reads all ten requests in its next pass

@@ -18,6 +18,7 @@ from dovecot_instance import (DOVECOT_LDA, dovecot_command, make_message,
 from helpers import (CLIENT_SERVER_ENTRIES, DEVICETOKEN, PUSH_TOKEN,
                      get_tokens, make_token, new_user, set_token, tokens_of)
 from imap_client import Literal, parse_metadata, quote
+from service_client import HANDSHAKE, ServiceConn
 
 DELTAPUSH_SETTINGS = {
     "deltapush_max_smtp_recipients": "1000",
@@ -26,7 +27,6 @@ DELTAPUSH_SETTINGS = {
 }
 
 MAX_LINE = 320 * 1024           # DELTAPUSH_PROTOCOL_MAX_LINE_SIZE
-HANDSHAKE = b"VERSION\tdeltapush\t1\t0\n"
 SQL = "x'); DROP TABLE tokens;--"
 # Under tests/sanitize.sh memory use says nothing about our code (ASan's
 # quarantine, valgrind): the RSS bounds are not checked there.
@@ -34,58 +34,6 @@ SANITIZED = bool(os.environ.get("DELTAPUSH_SANITIZE"))
 
 
 # ---- helpers: the service socket ----
-
-class ServiceConn:
-    """A raw connection to the deltapush service's unix socket."""
-
-    def __init__(self, dovecot, handshake=True, timeout=5.0):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(os.path.join(dovecot.base_dir, "deltapush"))
-        self.buf = b""
-        if handshake:
-            assert self.readline() == HANDSHAKE
-            self.send(HANDSHAKE)
-
-    def send(self, data):
-        self.sock.sendall(data)
-
-    def readline(self, timeout=None):
-        if timeout is not None:
-            self.sock.settimeout(timeout)
-        while b"\n" not in self.buf:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise EOFError("service closed the connection")
-            self.buf += chunk
-        line, _, self.buf = self.buf.partition(b"\n")
-        return line + b"\n"
-
-    def request(self, *fields):
-        self.send(b"\t".join(f.encode() if isinstance(f, str) else f
-                             for f in fields) + b"\n")
-        return self.readline().rstrip(b"\n").split(b"\t")
-
-    def closed_by_peer(self, timeout=5.0):
-        """True once the service closed the connection (anything it sent
-        before is discarded), False if it is still open after timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.sock.settimeout(remaining)
-            try:
-                if not self.sock.recv(65536):
-                    return True
-            except socket.timeout:
-                return False
-            except (ConnectionResetError, BrokenPipeError):
-                return True
-
-    def close(self):
-        self.sock.close()
-
 
 def service_works(dovecot, timeout=3.0):
     """A well-behaved client gets its answer within timeout."""
