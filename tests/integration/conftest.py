@@ -14,6 +14,7 @@ import os
 
 import pytest
 
+import doveadm_ns
 import dovecot_instance
 import module_overlay
 from dovecot_instance import DovecotInstance, StageError, find_stage_files
@@ -123,6 +124,17 @@ def dovecot_factory(stage_files):
     factory = DovecotFactory(stage_files)
     yield factory
     factory.cleanup()
+
+
+@pytest.fixture
+def doveadm():
+    """The doveadm deltapush commands (doveadm_ns); the test is skipped,
+    with the reason printed, where they cannot run."""
+    reason = doveadm_ns.available()
+    if reason is not None:
+        print("doveadm deltapush tests skipped: %s" % reason)
+        pytest.skip(reason)
+    return doveadm_ns
 
 
 @pytest.fixture(scope="module")

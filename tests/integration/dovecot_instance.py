@@ -126,6 +126,19 @@ def proc_status(pid):
     return result
 
 
+def fd_targets(pid):
+    """What the open fds of a process point to ("socket:[123]", paths,
+    "pipe:[..]"), fds closed while reading left out."""
+    directory = "/proc/%d/fd" % pid
+    targets = []
+    for name in os.listdir(directory):
+        try:
+            targets.append(os.readlink(os.path.join(directory, name)))
+        except OSError:
+            continue
+    return targets
+
+
 def proc_kib(pid, field):
     value = proc_status(pid).get(field)
     if value is None:

@@ -7,7 +7,8 @@ import itertools
 import os
 import time
 
-from dovecot_instance import wait_until
+from dovecot_instance import make_message, wait_until
+from observe import log_texts, token_leaks
 
 DEVICETOKEN = "/private/devicetoken"
 PUSH_TOKEN = "/private/vendor/deltachat/push-token"
@@ -105,3 +106,49 @@ def assert_log_has_no_tokens(dovecot, tokens):
     for token in tokens:
         middle = token[20:60]
         assert middle not in log, "token %s... appears in the log" % token[:12]
+
+
+def user_with_tokens(dovecot, count=1, prefix="u", record=None):
+    """A new user with `count` fresh tokens registered; the tokens are
+    also appended to `record` (a module's list of every token it made,
+    for the log checks at the end). Returns (user, tokens)."""
+    user = new_user(prefix)
+    tokens = [make_token() for _ in range(count)]
+    register(dovecot, user, *tokens)
+    if record is not None:
+        record.extend(tokens)
+    return user, tokens
+
+
+def user_with_token(dovecot, prefix="u", record=None):
+    """A new user with one fresh token registered: (user, token)."""
+    user, tokens = user_with_tokens(dovecot, prefix=prefix, record=record)
+    return user, tokens[0]
+
+
+def delivered(replies):
+    """Every recipient of an LMTP transaction got 250."""
+    return [code for code, _ in replies] == [250] * len(replies)
+
+
+def deliver(dovecot, users, message=None):
+    """One LMTP transaction to users, asserted delivered; returns the
+    monotonic time just before it started (the trigger happens after)."""
+    started = time.monotonic()
+    replies = dovecot.deliver_lmtp(users, message or make_message())
+    assert delivered(replies), replies
+    return started
+
+
+def assert_delivery_pushes(dovecot, sink, user, tokens):
+    """A delivery to user pushes each of tokens (the setup works)."""
+    since = time.monotonic()
+    assert delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert sink.wait_for_bodies(tokens, since=since)
+
+
+def assert_no_token_leaks(dovecot, tokens, extra=None):
+    """No piece of a token in any log file of the instance (or in the
+    extra {name: text}, e.g. doveadm output): logs show token ids only."""
+    leaks = token_leaks(log_texts(dovecot, extra), tokens)
+    assert not leaks, "whole tokens in logs or output: %r" % leaks

@@ -12,25 +12,9 @@ import re
 import time
 
 from dovecot_instance import lmtp_send, make_message
-from helpers import make_token, new_user, register, token_id
-from observe import log_texts, token_leaks
-
-
-def _assert_no_token_leaks(dovecot, tokens):
-    leaks = token_leaks(log_texts(dovecot), tokens)
-    assert not leaks, "whole tokens in the logs: %r" % leaks
-
-
-def _delivered(replies):
-    return [code for code, _ in replies] == [250] * len(replies)
-
-
-def _deliver(dovecot, users):
-    """One LMTP transaction to users; returns the monotonic time just
-    before DATA was sent (the trigger happens after it)."""
-    started = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(users, make_message()))
-    return started
+from helpers import (assert_no_token_leaks, deliver, delivered,
+                     make_token, new_user, register, token_id,
+                     user_with_token, user_with_tokens)
 
 
 def _arrivals(sink, token, since):
@@ -43,9 +27,7 @@ def _gaps(times):
 
 def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
     dovecot = dovecot_factory(sink=sink, settings={"deltapush_debounce": "1s"})
-    user = new_user("burst")
-    tokens = [make_token(), make_token()]
-    register(dovecot, user, *tokens)
+    user, tokens = user_with_tokens(dovecot, 2, "burst")
 
     # 100 deliveries spread evenly over ~2.5 s on one LMTP connection
     client = dovecot.lmtp()
@@ -57,7 +39,7 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
             if pause > 0:
                 time.sleep(pause)
             starts.append(time.monotonic())
-            assert _delivered(lmtp_send(client, "sender@example.net", [user],
+            assert delivered(lmtp_send(client, "sender@example.net", [user],
                                         make_message(to=user)))
         done = time.monotonic()
     finally:
@@ -86,19 +68,17 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
         assert all(gap >= 0.9 for gap in _gaps(times)), rel
         assert all(r.status == 200
                    for r in sink.requests(since=t0, bodies=[token]))
-    _assert_no_token_leaks(dovecot, tokens)
+    assert_no_token_leaks(dovecot, tokens)
 
 
 def test_debounce_zero_pushes_every_message(dovecot_factory, sink):
     dovecot = dovecot_factory(sink=sink, settings={"deltapush_debounce": "0"})
-    user = new_user("nodebounce")
-    tokens = [make_token(), make_token()]
-    register(dovecot, user, *tokens)
+    user, tokens = user_with_tokens(dovecot, 2, "nodebounce")
     since = time.monotonic()
     client = dovecot.lmtp()
     try:
         for _ in range(5):
-            assert _delivered(lmtp_send(client, "sender@example.net", [user],
+            assert delivered(lmtp_send(client, "sender@example.net", [user],
                                         make_message(to=user)))
     finally:
         client.quit()
@@ -121,7 +101,7 @@ def test_500_is_retried_on_schedule_until_the_deadline(dovecot_factory, sink):
     sink.set_status(failing, 500)
     mark = dovecot.log_size()
 
-    started = _deliver(dovecot, user)
+    started = deliver(dovecot, user)
     got = sink.wait_for(3, timeout=14, since=started, bodies=[failing])
     times = [r.monotonic for r in got]
     rel = [round(t - started, 2) for t in times]
@@ -145,7 +125,7 @@ def test_500_is_retried_on_schedule_until_the_deadline(dovecot_factory, sink):
     time.sleep(1.5)
     assert len(_arrivals(sink, failing, started)) == 3
     assert len(_arrivals(sink, healthy, started)) == 1
-    _assert_no_token_leaks(dovecot, [failing, healthy])
+    assert_no_token_leaks(dovecot, [failing, healthy])
 
 
 def test_refused_connections_recover_by_schedule_alone(dovecot_factory,
@@ -170,15 +150,15 @@ def test_refused_connections_recover_by_schedule_alone(dovecot_factory,
     sink.stop()
     outage = time.monotonic()
     try:
-        _deliver(dovecot, alice)
+        deliver(dovecot, alice)
         time.sleep(0.5)
-        _deliver(dovecot, alice)      # folded into the waiting retry
+        deliver(dovecot, alice)      # folded into the waiting retry
         time.sleep(0.5)
-        _deliver(dovecot, bob)
+        deliver(dovecot, bob)
         time.sleep(1.0)
-        _deliver(dovecot, carol)
+        deliver(dovecot, carol)
         time.sleep(1.0)
-        last = _deliver(dovecot, [alice, bob])  # folded again
+        last = deliver(dovecot, [alice, bob])  # folded again
         time.sleep(max(0.0, outage + 10.0 - time.monotonic()))
     finally:
         sink.start()
@@ -195,7 +175,7 @@ def test_refused_connections_recover_by_schedule_alone(dovecot_factory,
                                                  for t in everything)
     assert all(r.monotonic >= recovered and r.status == 200 for r in got)
     assert "Giving up" not in dovecot.log_text()
-    _assert_no_token_leaks(dovecot, everything)
+    assert_no_token_leaks(dovecot, everything)
 
 
 def test_new_mail_during_retry_wait_is_pushed_within_a_window(
@@ -208,20 +188,18 @@ def test_new_mail_during_retry_wait_is_pushed_within_a_window(
         "deltapush_retry_base": "60s",
         "deltapush_retry_deadline": "10m",
     })
-    user = new_user("outage")
-    token = make_token()
-    register(dovecot, user, token)
+    user, token = user_with_token(dovecot, prefix="outage")
     sink.set_status(token, 500)
     mark = dovecot.log_size()
 
-    started = _deliver(dovecot, user)
+    started = deliver(dovecot, user)
     assert len(sink.wait_for(1, timeout=4, since=started,
                              bodies=[token])) == 1
     assert dovecot.wait_for_log(lambda t: "(attempt 1, retrying in" in t,
                                 offset=mark, timeout=3)
     # the proxy is back; the old failure's retry is a minute away
     sink.set_status(token, 200)
-    second = _deliver(dovecot, user)
+    second = deliver(dovecot, user)
     got = sink.wait_for(1, timeout=10, since=second, bodies=[token])
     assert [r.status for r in got] == [200], got
     print("new mail during a 60 s retry wait pushed after %.2f s" %
@@ -229,4 +207,4 @@ def test_new_mail_during_retry_wait_is_pushed_within_a_window(
     # and that push covered everything: nothing more is sent
     time.sleep(1.5)
     assert len(_arrivals(sink, token, started)) == 2
-    _assert_no_token_leaks(dovecot, [token])
+    assert_no_token_leaks(dovecot, [token])

@@ -5,30 +5,19 @@ byte for byte; other ways mail appears do not."""
 import time
 
 from dovecot_instance import make_message
-from helpers import (assert_log_has_no_tokens, assert_no_push, make_token,
-                     new_user, register, wait_for_tokens)
+from helpers import (assert_delivery_pushes, assert_log_has_no_tokens,
+                     assert_no_push, delivered, new_user, user_with_tokens,
+                     wait_for_tokens)
 from imap_client import Literal
 
 # Every token this module registers, to check the log at the end.
 ALL_TOKENS = []
 
 
-def _user_with_tokens(dovecot, count=1, prefix="u"):
-    user = new_user(prefix)
-    tokens = [make_token() for _ in range(count)]
-    register(dovecot, user, *tokens)
-    ALL_TOKENS.extend(tokens)
-    return user, tokens
-
-
-def _delivered(replies):
-    return [code for code, _ in replies] == [250] * len(replies)
-
-
 def test_lmtp_delivery_pushes_each_token_byte_exact(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 2)
+    user, tokens = user_with_tokens(dovecot, 2, record=ALL_TOKENS)
     since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
     got = sink.wait_for_bodies(tokens, since=since)
     assert {r.body for r in got} == {t.encode() for t in tokens}
     # one trigger: exactly one push per token, nothing more after a while
@@ -45,18 +34,18 @@ def test_lmtp_delivery_pushes_each_token_byte_exact(dovecot, sink):
 
 
 def test_lmtp_delivery_to_two_recipients_pushes_both(dovecot, sink):
-    alice, alice_tokens = _user_with_tokens(dovecot, 1, "alice")
-    bob, bob_tokens = _user_with_tokens(dovecot, 1, "bob")
+    alice, alice_tokens = user_with_tokens(dovecot, 1, "alice", record=ALL_TOKENS)
+    bob, bob_tokens = user_with_tokens(dovecot, 1, "bob", record=ALL_TOKENS)
     since = time.monotonic()
     replies = dovecot.deliver_lmtp([alice, bob], make_message(to=alice))
-    assert _delivered(replies) and len(replies) == 2, replies
+    assert delivered(replies) and len(replies) == 2, replies
     got = sink.wait_for_bodies(alice_tokens + bob_tokens, since=since)
     assert {r.body for r in got} == {t.encode()
                                      for t in alice_tokens + bob_tokens}
 
 
 def test_lda_delivery_pushes(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 1)
+    user, tokens = user_with_tokens(dovecot, 1, record=ALL_TOKENS)
     since = time.monotonic()
     result = dovecot.deliver_lda(user, make_message(to=user))
     assert result.returncode == 0, result
@@ -65,7 +54,7 @@ def test_lda_delivery_pushes(dovecot, sink):
 
 
 def test_imap_append_copy_move_do_not_push(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 1)
+    user, tokens = user_with_tokens(dovecot, 1, record=ALL_TOKENS)
     since = time.monotonic()
     with dovecot.imap(user) as client:
         message = make_message(to=user)
@@ -77,42 +66,38 @@ def test_imap_append_copy_move_do_not_push(dovecot, sink):
         assert client.command('MOVE 1 "INBOX"').ok
     assert_no_push(sink, tokens, since)
     # the same user does get a push for a delivery (the setup works)
-    since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
-    assert sink.wait_for_bodies(tokens, since=since)
+    assert_delivery_pushes(dovecot, sink, user, tokens)
 
 
 def test_own_mail_does_not_push(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 1)
+    user, tokens = user_with_tokens(dovecot, 1, record=ALL_TOKENS)
     since = time.monotonic()
     # From equals the recipient's login, compared case-insensitively
     own = make_message(sender="Me Myself <%s>" % user.upper(), to=user)
-    assert _delivered(dovecot.deliver_lmtp(user, own, sender=user))
+    assert delivered(dovecot.deliver_lmtp(user, own, sender=user))
     result = dovecot.deliver_lda(user, own, sender=user)
     assert result.returncode == 0, result
     assert_no_push(sink, tokens, since)
     # mail from someone else still pushes
-    since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
-    assert sink.wait_for_bodies(tokens, since=since)
+    assert_delivery_pushes(dovecot, sink, user, tokens)
 
 
 def test_auto_submitted_pushes_by_default(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 1)
+    user, tokens = user_with_tokens(dovecot, 1, record=ALL_TOKENS)
     since = time.monotonic()
     message = make_message(to=user, headers={"Auto-Submitted": "auto-replied"})
-    assert _delivered(dovecot.deliver_lmtp(user, message))
+    assert delivered(dovecot.deliver_lmtp(user, message))
     got = sink.wait_for_bodies(tokens, since=since)
     assert [r.body for r in got] == [tokens[0].encode()]
 
 
 def test_delivery_into_other_mailbox_does_not_push(dovecot, sink):
-    user, tokens = _user_with_tokens(dovecot, 1)
+    user, tokens = user_with_tokens(dovecot, 1, record=ALL_TOKENS)
     since = time.monotonic()
     # user+Junk is filed into Junk (lmtp_save_to_detail_mailbox), which is
     # not in the default deltapush_mailboxes = INBOX
     detail = user.replace("@", "+Junk@")
-    assert _delivered(dovecot.deliver_lmtp(detail, make_message(to=detail)))
+    assert delivered(dovecot.deliver_lmtp(detail, make_message(to=detail)))
     result = dovecot.deliver_lda(user, make_message(to=user), mailbox="Junk")
     assert result.returncode == 0, result
     assert_no_push(sink, tokens, since)
@@ -127,7 +112,7 @@ def test_user_without_tokens_gets_no_post(dovecot, sink):
     assert sink.wait_quiet(quiet=1.2, timeout=10)
     user = new_user()
     since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
     result = dovecot.deliver_lda(user, make_message(to=user))
     assert result.returncode == 0, result
     time.sleep(1.5)
@@ -135,10 +120,10 @@ def test_user_without_tokens_gets_no_post(dovecot, sink):
 
 
 def test_410_removes_only_that_token(dovecot, sink):
-    user, (gone, kept) = _user_with_tokens(dovecot, 2)
+    user, (gone, kept) = user_with_tokens(dovecot, 2, record=ALL_TOKENS)
     sink.set_status(gone, 410)
     since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
     got = sink.wait_for_bodies([gone, kept], since=since)
     statuses = {r.body: r.status for r in got}
     assert statuses == {gone.encode(): 410, kept.encode(): 200}
@@ -146,7 +131,7 @@ def test_410_removes_only_that_token(dovecot, sink):
     assert tokens == [kept]
     # a later delivery pushes only the remaining token
     since = time.monotonic()
-    assert _delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert delivered(dovecot.deliver_lmtp(user, make_message(to=user)))
     assert sink.wait_for_bodies([kept], since=since)
     time.sleep(1.5)
     assert sink.requests(since=since, bodies=[gone]) == []

@@ -5,8 +5,8 @@ import os
 import time
 
 from dovecot_instance import make_message, wait_until
-from helpers import (assert_log_has_no_tokens, make_token, new_user,
-                     register, token_id, tokens_of)
+from helpers import (assert_log_has_no_tokens, deliver, token_id, tokens_of,
+                     user_with_token, user_with_tokens)
 
 # A short first retry, so a push that failed during an outage is seen to
 # arrive once the proxy is back.
@@ -15,20 +15,13 @@ DELTAPUSH_SETTINGS = {"deltapush_retry_base": "1s"}
 ALL_TOKENS = []
 
 
-def _user_with_token(dovecot):
-    user, token = new_user(), make_token()
-    register(dovecot, user, token)
-    ALL_TOKENS.append(token)
-    return user, token
-
-
 def _inbox_count(dovecot, user):
     return len(os.listdir(os.path.join(dovecot.user_home(user), "Maildir",
                                        "new")))
 
 
 def test_sink_down_delivery_still_fast(dovecot, sink):
-    user, token = _user_with_token(dovecot)
+    user, token = user_with_token(dovecot, record=ALL_TOKENS)
     mark = dovecot.log_size()
     sink.stop()
     start = time.monotonic()
@@ -49,18 +42,16 @@ def test_sink_down_delivery_still_fast(dovecot, sink):
         dovecot.log_since(mark)
     # ... and the service is still the same process, still answering
     assert dovecot.service_pids() == [dovecot.started_service_pid]
-    other, other_token = _user_with_token(dovecot)
+    other, other_token = user_with_token(dovecot, record=ALL_TOKENS)
     assert tokens_of(dovecot, other) == [other_token]
     # the token whose push failed is not dropped
     assert tokens_of(dovecot, user) == [token]
 
 
 def test_500_keeps_token_without_tight_retry_loop(dovecot, sink):
-    user, token = _user_with_token(dovecot)
+    user, token = user_with_token(dovecot, record=ALL_TOKENS)
     sink.set_status(token, 500)
-    since = time.monotonic()
-    replies = dovecot.deliver_lmtp(user, make_message(to=user))
-    assert [code for code, _ in replies] == [250], replies
+    since = deliver(dovecot, user, make_message(to=user))
     got = sink.wait_for_bodies([token], since=since)
     assert [r.status for r in got][:1] == [500]
     time.sleep(2.0)
@@ -72,7 +63,7 @@ def test_500_keeps_token_without_tight_retry_loop(dovecot, sink):
 
 
 def test_slow_proxy_does_not_delay_delivery(dovecot, sink):
-    user, token = _user_with_token(dovecot)
+    user, token = user_with_token(dovecot, record=ALL_TOKENS)
     sink.delay = 3.0
     since = time.monotonic()
     start = time.monotonic()
@@ -84,12 +75,10 @@ def test_slow_proxy_does_not_delay_delivery(dovecot, sink):
 
 
 def test_push_failed_during_outage_is_not_lost(dovecot, sink):
-    user, token = _user_with_token(dovecot)
+    user, token = user_with_token(dovecot, record=ALL_TOKENS)
     mark = dovecot.log_size()
     sink.stop()
-    since = time.monotonic()
-    replies = dovecot.deliver_lmtp(user, make_message(to=user))
-    assert [code for code, _ in replies] == [250], replies
+    since = deliver(dovecot, user, make_message(to=user))
     prefix = token_id(token)
     assert dovecot.wait_for_log(
         lambda text: any(user in line and prefix in line
@@ -115,15 +104,11 @@ def test_410_burst_removes_at_most_the_limit(dovecot_factory, sink):
         "deltapush_debounce": "1s",
         "deltapush_retry_base": "1s",
     })
-    user = new_user("gone")
-    tokens = [make_token() for _ in range(6)]
-    register(dovecot, user, *tokens)
+    user, tokens = user_with_tokens(dovecot, 6, "gone")
     for token in tokens:
         sink.set_status(token, 410)
     mark = dovecot.log_size()
-    since = time.monotonic()
-    replies = dovecot.deliver_lmtp(user, make_message(to=user))
-    assert [code for code, _ in replies] == [250], replies
+    since = deliver(dovecot, user, make_message(to=user))
     sink.wait_for_bodies(tokens, since=since, timeout=5)
     assert dovecot.wait_for_log(
         lambda t: "reported more than 3 tokens gone" in t and

@@ -11,22 +11,10 @@ import time
 import pytest
 
 import doveadm_ns
-from dovecot_instance import make_message, wait_until
-from helpers import make_token, new_user, register, token_id
-from observe import log_texts, token_leaks
+from dovecot_instance import wait_until
+from helpers import (assert_no_token_leaks, deliver, make_token,
+                     new_user, register, token_id, user_with_token)
 from sink import Sink
-
-
-def _assert_no_token_leaks(dovecot, tokens):
-    leaks = token_leaks(log_texts(dovecot), tokens)
-    assert not leaks, "whole tokens in the logs: %r" % leaks
-
-
-def _deliver(dovecot, users):
-    started = time.monotonic()
-    replies = dovecot.deliver_lmtp(users, make_message())
-    assert [code for code, _ in replies] == [250] * len(replies), replies
-    return started
 
 
 def _kill_service(dovecot):
@@ -75,9 +63,9 @@ def test_kill_9_during_burst_loses_nothing(dovecot_factory, sink):
     sink.delay = 1.5
     since = time.monotonic()
     for user in before:
-        _deliver(dovecot, user)
+        deliver(dovecot, user)
     for user in before:
-        _deliver(dovecot, user)
+        deliver(dovecot, user)
     sink.wait_for(len(before) * 2, timeout=5, since=since,
                   bodies=[t for u in before for t in tokens[u]])
 
@@ -89,7 +77,7 @@ def test_kill_9_during_burst_loses_nothing(dovecot_factory, sink):
     def burst():
         try:
             for user in during:
-                delivered_during[user] = _deliver(dovecot, user)
+                delivered_during[user] = deliver(dovecot, user)
                 time.sleep(0.1)
         except Exception as e:  # reported below
             errors.append(e)
@@ -123,7 +111,7 @@ def test_kill_9_during_burst_loses_nothing(dovecot_factory, sink):
         assert {r.body for r in got} == {t.encode() for t in tokens[user]}
     assert "killed with signal 9" in dovecot.log_text()
     assert dovecot.service_pids() == [new]
-    _assert_no_token_leaks(dovecot, every)
+    assert_no_token_leaks(dovecot, every)
 
 
 def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
@@ -136,13 +124,11 @@ def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
         "deltapush_retry_base": "4s",
         "deltapush_retry_deadline": "9s",
     })
-    user = new_user("retry")
-    token = make_token()
-    register(dovecot, user, token)
+    user, token = user_with_token(dovecot, prefix="retry")
     sink.set_status(token, 500)
     mark = dovecot.log_size()
 
-    started = _deliver(dovecot, user)
+    started = deliver(dovecot, user)
     assert len(sink.wait_for(2, timeout=6, since=started,
                              bodies=[token])) == 2
     # the second failure is recorded (warning logged after the save)
@@ -174,7 +160,7 @@ def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
         dovecot.log_since(mark)
     time.sleep(1.5)
     assert len(sink.requests(since=started, bodies=[token])) == 3
-    _assert_no_token_leaks(dovecot, [token])
+    assert_no_token_leaks(dovecot, [token])
 
 
 class _DelaySink(Sink):
@@ -211,7 +197,7 @@ def test_sigterm_gives_in_flight_a_short_grace_then_resends(dovecot_factory,
     sink.delay_for[alice_token.encode()] = 8.0
     sink.delay_for[bob_token.encode()] = 0.7
     since = time.monotonic()
-    _deliver(dovecot, [alice, bob])
+    deliver(dovecot, [alice, bob])
     assert len(sink.wait_for(2, timeout=5, since=since,
                              bodies=[alice_token, bob_token])) == 2
     stopping = time.monotonic()
@@ -231,7 +217,7 @@ def test_sigterm_gives_in_flight_a_short_grace_then_resends(dovecot_factory,
     time.sleep(1.5)
     assert len(sink.requests(since=restarted, bodies=[alice_token])) == 1
     assert sink.requests(since=restarted, bodies=[bob_token]) == []
-    _assert_no_token_leaks(dovecot, [alice_token, bob_token])
+    assert_no_token_leaks(dovecot, [alice_token, bob_token])
 
 
 def test_sigterm_with_pushes_pending_sends_them_after_start(dovecot_factory,
@@ -252,7 +238,7 @@ def test_sigterm_with_pushes_pending_sends_them_after_start(dovecot_factory,
     sink.stop()
     try:
         mark = dovecot.log_size()
-        started = _deliver(dovecot, users)
+        started = deliver(dovecot, users)
         assert dovecot.wait_for_log(
             lambda t: t.count("(attempt 1, retrying in 3000 ms)") == 6,
             offset=mark, timeout=4), dovecot.log_since(mark)
@@ -271,4 +257,4 @@ def test_sigterm_with_pushes_pending_sends_them_after_start(dovecot_factory,
         [r.monotonic - started for r in got]
     time.sleep(1.0)
     assert len(sink.requests(since=started, bodies=every)) == len(every)
-    _assert_no_token_leaks(dovecot, every)
+    assert_no_token_leaks(dovecot, every)

@@ -8,9 +8,6 @@ import json
 import os
 import time
 
-import pytest
-
-import doveadm_ns
 from helpers import make_token, new_user, register, token_id, tokens_of
 from observe import token_leaks
 
@@ -21,15 +18,6 @@ EX_DATAERR = 65
 EX_NOINPUT = 66
 DAY = 24 * 3600
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-@pytest.fixture
-def doveadm():
-    reason = doveadm_ns.available()
-    if reason is not None:
-        print("doveadm deltapush import-chatmail tests skipped: %s" % reason)
-        pytest.skip(reason)
-    return doveadm_ns
 
 
 def _write_metadata(root, user, data, mtime=None):

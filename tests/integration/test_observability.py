@@ -6,12 +6,11 @@ or doveadm output ever holds a whole token."""
 import datetime
 import time
 
-import pytest
-
 import doveadm_ns
-from dovecot_instance import make_message, wait_until
-from helpers import PUSH_TOKEN, make_token, new_user, register, set_token, \
-    token_id, tokens_of
+from dovecot_instance import wait_until
+from helpers import (PUSH_TOKEN, assert_no_token_leaks, deliver,
+                     make_token, new_user, register, set_token, token_id,
+                     tokens_of)
 from observe import Metrics, key, log_texts, token_leaks
 
 STATUS_COLUMNS = ["tokens", "users", "pending", "in_flight",
@@ -19,27 +18,6 @@ STATUS_COLUMNS = ["tokens", "users", "pending", "in_flight",
 LIST_COLUMNS = ["id", "created", "last_seen", "state", "next_attempt",
                 "failed_attempts"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-
-
-@pytest.fixture
-def doveadm():
-    reason = doveadm_ns.available()
-    if reason is not None:
-        print("doveadm deltapush tests skipped: %s" % reason)
-        pytest.skip(reason)
-    return doveadm_ns
-
-
-def _assert_no_token_leaks(dovecot, tokens, extra=None):
-    leaks = token_leaks(log_texts(dovecot, extra), tokens)
-    assert not leaks, "whole tokens in logs or output: %r" % leaks
-
-
-def _deliver(dovecot, users):
-    started = time.monotonic()
-    replies = dovecot.deliver_lmtp(users, make_message())
-    assert [code for code, _ in replies] == [250] * len(replies), replies
-    return started
 
 
 def _short(token):
@@ -86,7 +64,7 @@ def test_metrics_count_pushes_by_status_and_removed_tokens(dovecot_factory,
 
     # One message for three users: 3 x 200, one 410 (token removed), and
     # a 500 tried twice (0 s, +1 s) and then dropped at the 2 s deadline.
-    started = _deliver(dovecot, [u1, u2, u3])
+    started = deliver(dovecot, [u1, u2, u3])
     sink.wait_for(2, timeout=4, since=started, bodies=[failing])
     expected = {
         key("dovecot_deltapush_push_finished_total", status=200): 3,
@@ -109,7 +87,7 @@ def test_metrics_count_pushes_by_status_and_removed_tokens(dovecot_factory,
     sink.delay = 0.5
     since = time.monotonic()
     for _ in range(3):
-        _deliver(dovecot, u3)
+        deliver(dovecot, u3)
     sink.wait_for(2, timeout=4, since=since, bodies=[ok3])
     sink.delay = 0.0
     # re-registering a known token is a refresh
@@ -141,7 +119,7 @@ def test_metrics_count_pushes_by_status_and_removed_tokens(dovecot_factory,
         assert {k: samples.get(k, 0) for k in expected} == expected, samples
         assert _stats_dump_sum(dovecot, "deltapush_token_removed_unset",
                                "count") == 2
-    _assert_no_token_leaks(dovecot, [ok1, gone, ok2, failing, ok3],
+    assert_no_token_leaks(dovecot, [ok1, gone, ok2, failing, ok3],
                            {"metrics": metrics.text()})
 
 
@@ -171,7 +149,7 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
 
     # One push at a time and a slow proxy: one in flight, one waiting.
     sink.delay = 2.2
-    started = _deliver(dovecot, alice)
+    started = deliver(dovecot, alice)
     time.sleep(max(0.0, started + 1.3 - time.monotonic()))
     row = doveadm.run_json(dovecot, "deltapush", "status")[0]
     assert (row["pending"], row["in_flight"]) == ("2", "1"), row
@@ -186,7 +164,7 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
     sink.set_status(b1, 500)
     mark = dovecot.log_size()
     before_error = time.time()
-    _deliver(dovecot, bob)
+    deliver(dovecot, bob)
     assert dovecot.wait_for_log(lambda t: "(attempt 1," in t, offset=mark,
                                 timeout=4)
     json_rows = doveadm.run_json(dovecot, "deltapush", "status")
@@ -221,7 +199,7 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
     row = doveadm.run_json(dovecot, "deltapush", "status")[0]
     assert row["pending"] == "1" and int(row["oldest_pending_secs"]) >= 2, \
         row
-    _assert_no_token_leaks(dovecot, [a1, a2, b1], outputs)
+    assert_no_token_leaks(dovecot, [a1, a2, b1], outputs)
 
 
 def test_doveadm_list(dovecot_factory, sink, doveadm):
@@ -235,7 +213,7 @@ def test_doveadm_list(dovecot_factory, sink, doveadm):
     register(dovecot, user, healthy, failing)
     sink.set_status(failing, 500)
     mark = dovecot.log_size()
-    _deliver(dovecot, user)
+    deliver(dovecot, user)
     failed_at = time.time()
     assert dovecot.wait_for_log(lambda t: "(attempt 1," in t, offset=mark,
                                 timeout=4)
@@ -276,7 +254,7 @@ def test_doveadm_list(dovecot_factory, sink, doveadm):
     result = doveadm.run(dovecot, "deltapush", "list")
     assert result.returncode == 64, result
     assert "-u" in result.stderr, result
-    _assert_no_token_leaks(dovecot, [healthy, failing], outputs)
+    assert_no_token_leaks(dovecot, [healthy, failing], outputs)
 
 
 def test_doveadm_forget_changes_getmetadata_and_pushes(dovecot_factory, sink,
@@ -308,7 +286,7 @@ def test_doveadm_forget_changes_getmetadata_and_pushes(dovecot_factory, sink,
     names, rows = doveadm.parse_table(result.stdout)
     assert (names, rows) == (["removed"], [{"removed": "1"}]), result.stdout
     assert tokens_of(dovecot, user) == [t1, t3]
-    since = _deliver(dovecot, user)
+    since = deliver(dovecot, user)
     got = sink.wait_for_bodies([t1, t3], timeout=5, since=since)
     assert {r.body for r in got} == {t1.encode(), t3.encode()}
     time.sleep(1.0)
@@ -318,11 +296,11 @@ def test_doveadm_forget_changes_getmetadata_and_pushes(dovecot_factory, sink,
     assert doveadm.run_json(dovecot, "deltapush", "forget", "-u", user) == \
         [{"removed": "2"}]
     assert tokens_of(dovecot, user) == []
-    since = _deliver(dovecot, user)
+    since = deliver(dovecot, user)
     time.sleep(1.5)
     assert sink.requests(since=since, bodies=[t1, t2, t3]) == []
     assert "Forgot 2 token(s) of user %s" % user in dovecot.log_text()
-    _assert_no_token_leaks(dovecot, [t1, t2, t3], outputs)
+    assert_no_token_leaks(dovecot, [t1, t2, t3], outputs)
 
 
 def test_doveadm_flush_sends_waiting_pushes_now(dovecot_factory, sink,
@@ -342,7 +320,7 @@ def test_doveadm_flush_sends_waiting_pushes_now(dovecot_factory, sink,
     sink.stop()
     try:
         mark = dovecot.log_size()
-        _deliver(dovecot, [alice, bob])
+        deliver(dovecot, [alice, bob])
         assert dovecot.wait_for_log(
             lambda t: t.count("(attempt 1,") == 2, offset=mark, timeout=4), \
             dovecot.log_since(mark)
@@ -385,7 +363,7 @@ def test_doveadm_flush_sends_waiting_pushes_now(dovecot_factory, sink,
     time.sleep(1.2)
     assert len(sink.requests(since=recovered, bodies=[alice_token])) == 1
     assert len(sink.requests(since=recovered, bodies=[bob_token])) == 1
-    _assert_no_token_leaks(dovecot, [alice_token, bob_token], outputs)
+    assert_no_token_leaks(dovecot, [alice_token, bob_token], outputs)
 
 
 # ---- logs ----
@@ -426,7 +404,7 @@ def test_no_whole_token_in_any_log(dovecot_factory, sink):
     sink.set_status(gone, 410)
     sink.set_status(failing, 500)
 
-    started = _deliver(dovecot, [u1, u2, u3, u4])
+    started = deliver(dovecot, [u1, u2, u3, u4])
     sink.wait_for(2, timeout=4, since=started, bodies=[failing])
     assert dovecot.wait_for_log(lambda t: "Giving up pushing token" in t,
                                 timeout=3)

@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from dovecot_instance import DOVECOT_24, wait_until
+from dovecot_instance import DOVECOT_24, fd_targets, wait_until
 from helpers import CLIENT_SERVER_ENTRIES, DEVICETOKEN, get_value, new_user
 from imap_client import quote
 
@@ -362,20 +362,27 @@ def test_turn_unusable_secret_file(dovecot_factory, sink, files_dir,
         secret_path = os.path.join(files_dir, "no-such-secret")
     else:
         secret_path = write_file(files_dir, "turn-secret-empty", "\n")
-    instance = dovecot_factory(sink=sink, settings={
-        "deltapush_max_smtp_recipients": MAX_RECIPIENTS,
+    _assert_unusable_file_warned(dovecot_factory, sink, {
         "deltapush_turn_server": TURN_SERVER,
         "deltapush_turn_secret_file": secret_path,
-    })
+    }, TURN, "TURN", secret_path)
+
+
+def _assert_unusable_file_warned(dovecot_factory, sink, settings, entry,
+                                 what, path):
+    """With a file setting that cannot be used, entry is NIL, the other
+    entries are not affected, and a warning names what and path (no
+    error)."""
+    instance = dovecot_factory(sink=sink, settings=dict(
+        settings, deltapush_max_smtp_recipients=MAX_RECIPIENTS))
     offset = instance.log_size()
     with instance.imap(new_user()) as client:
         values = client_query(client)
-    assert values[TURN] is None
-    # the other entries are not affected
+    assert values[entry] is None
     assert values[MAXSMTP] == MAX_RECIPIENTS.encode()
     log = instance.wait_for_log(
-        lambda t: log_lines_matching(t, r"Warning: .*TURN.*%s"
-                                     % re.escape(secret_path)),
+        lambda t: log_lines_matching(t, r"Warning: .*%s.*%s"
+                                     % (what, re.escape(path))),
         offset=offset)
     assert log is not None, instance.log_tail()
     assert not log_lines_matching(log, r"(Error|Fatal|Panic):")
@@ -411,16 +418,8 @@ def _free_tcp_udp_port():
 
 
 def _socket_inodes(pid):
-    inodes = set()
-    fd_dir = "/proc/%d/fd" % pid
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
+    return {target[8:-1] for target in fd_targets(pid)
+            if target.startswith("socket:[")}
 
 
 def bound_addresses(pid):
@@ -678,21 +677,9 @@ def test_appversions_invalid_file(dovecot_factory, sink, files_dir, case):
     else:
         path = write_file(files_dir, "appversions-%s.json" % case,
                           INVALID_APPVERSIONS[case])
-    instance = dovecot_factory(sink=sink, settings={
-        "deltapush_max_smtp_recipients": MAX_RECIPIENTS,
+    _assert_unusable_file_warned(dovecot_factory, sink, {
         "deltapush_appversions_file": path,
-    })
-    offset = instance.log_size()
-    with instance.imap(new_user()) as client:
-        values = client_query(client)
-    assert values[APPVERSIONS] is None
-    assert values[MAXSMTP] == MAX_RECIPIENTS.encode()
-    log = instance.wait_for_log(
-        lambda t: log_lines_matching(t, r"Warning: .*appversions.*%s"
-                                     % re.escape(path)),
-        offset=offset)
-    assert log is not None, instance.log_tail()
-    assert not log_lines_matching(log, r"(Error|Fatal|Panic):")
+    }, APPVERSIONS, "appversions", path)
 
 
 # ---- read-only ----

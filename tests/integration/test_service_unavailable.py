@@ -19,6 +19,17 @@ def _log_mentions_failure(text):
     return bool(lines)
 
 
+def _assert_answers_no(client, entry, within, timeout):
+    """SETMETADATA and GETMETADATA of entry answer NO in under `within`
+    seconds."""
+    reply = client.setmetadata("INBOX", entry, make_token(), timeout=timeout)
+    assert reply.status == "NO", reply
+    assert reply.elapsed < within, reply.elapsed
+    reply, _ = client.getmetadata("INBOX", entry, timeout=timeout)
+    assert reply.status == "NO", reply
+    assert reply.elapsed < within, reply.elapsed
+
+
 def test_missing_socket_answers_no_within_timeout(dovecot_factory):
     dovecot = dovecot_factory(settings={
         "deltapush_socket": "no-such-deltapush-socket",
@@ -28,15 +39,9 @@ def test_missing_socket_answers_no_within_timeout(dovecot_factory):
     mark = dovecot.log_size()
     with dovecot.imap(user) as client:
         for entry in (DEVICETOKEN, PUSH_TOKEN):
-            reply = client.setmetadata("INBOX", entry, make_token(),
-                                       timeout=10)
-            assert reply.status == "NO", reply
             # a missing socket is retried (the master may be re-creating
             # it), but only within deltapush_service_timeout (2s + slack)
-            assert reply.elapsed < 3.5, reply.elapsed
-            reply, _ = client.getmetadata("INBOX", entry, timeout=10)
-            assert reply.status == "NO", reply
-            assert reply.elapsed < 3.5, reply.elapsed
+            _assert_answers_no(client, entry, 3.5, timeout=10)
         # the session is still usable
         assert client.command("NOOP").ok
     assert dovecot.wait_for_log(_log_mentions_failure, offset=mark), \
@@ -78,14 +83,8 @@ def test_stopped_service_answers_no_within_timeout(stopped_service):
     user = new_user()
     mark = dovecot.log_size()
     with dovecot.imap(user, timeout=20) as client:
-        reply = client.setmetadata("INBOX", DEVICETOKEN, make_token(),
-                                   timeout=15)
-        assert reply.status == "NO", reply
         # deltapush_service_timeout = 1s, plus slack for a slow machine
-        assert reply.elapsed < 3.0, reply.elapsed
-        reply, _ = client.getmetadata("INBOX", DEVICETOKEN, timeout=15)
-        assert reply.status == "NO", reply
-        assert reply.elapsed < 3.0, reply.elapsed
+        _assert_answers_no(client, DEVICETOKEN, 3.0, timeout=15)
         assert client.command("NOOP", timeout=5).ok
     assert dovecot.wait_for_log(_log_mentions_failure, offset=mark), \
         dovecot.log_since(mark)

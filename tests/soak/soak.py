@@ -10,7 +10,6 @@ import argparse
 import collections
 import os
 import random
-import socket
 import sys
 import threading
 import time
@@ -19,8 +18,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from dovecot_instance import (DovecotInstance, find_stage_files,  # noqa: E402
-                              lmtp_send, make_message, proc_kib)
+                              fd_targets, lmtp_send, make_message,
+                              proc_kib)
 from helpers import make_token  # noqa: E402
+from service_client import ServiceConn  # noqa: E402
 from sink import Sink  # noqa: E402
 
 
@@ -51,12 +52,7 @@ class Process:
     def fds(self):
         """(sockets, sorted targets of the other fds) of the process."""
         sockets, other = 0, []
-        directory = "/proc/%d/fd" % self.pid
-        for name in os.listdir(directory):
-            try:
-                target = os.readlink(os.path.join(directory, name))
-            except OSError:
-                continue
+        for target in fd_targets(self.pid):
             if target.startswith("socket:"):
                 sockets += 1
             else:
@@ -111,12 +107,9 @@ def lmtp_pid_of(dovecot, client_sock):
     if inode is None:
         return None
     for pid in dovecot.children("lmtp"):
-        directory = "/proc/%d/fd" % pid
         try:
-            for name in os.listdir(directory):
-                if os.readlink(os.path.join(directory, name)) == \
-                        "socket:[%s]" % inode:
-                    return pid
+            if "socket:[%s]" % inode in fd_targets(pid):
+                return pid
         except OSError:
             continue
     return None
@@ -125,25 +118,12 @@ def lmtp_pid_of(dovecot, client_sock):
 def register_all(dovecot, users):
     """Registers one token per user straight on the service socket (as
     doveadm does), pipelined on one connection."""
-    path = os.path.join(dovecot.base_dir, "deltapush")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    sock.connect(path)
-    sock.sendall(b"VERSION\tdeltapush\t1\t0\n")
-    data = b"".join(("REGISTER\t%s\t%s\n" % (user, token)).encode()
-                    for user, token in users.items())
-    sock.sendall(data)
-    buf = b""
-    while buf.count(b"\n") < len(users) + 1:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise RuntimeError("service closed the connection")
-        buf += chunk
-    sock.close()
-    replies = buf.split(b"\n")[1:len(users) + 1]
-    bad = [r for r in replies if not r.startswith(b"OK")]
-    if bad:
-        raise RuntimeError("registration failed: %r" % bad[:3])
+    lines = "".join("REGISTER\t%s\t%s\n" % (user, token)
+                    for user, token in users.items()).encode()
+    with ServiceConn(dovecot, timeout=30) as conn:
+        ok, fail, _ = conn.pipeline([lines], len(users))
+    if ok != len(users):
+        raise RuntimeError("registration failed: %s" % fail)
 
 
 class Load:
