@@ -18,7 +18,7 @@ import doveadm_ns
 import dovecot_instance
 import module_overlay
 from dovecot_instance import DovecotInstance, StageError, find_stage_files
-from sink import Sink
+from sink import listening
 
 # Shorter than the 10 s default so tests can see the coalescing window end.
 DEFAULT_TEST_SETTINGS = {
@@ -94,10 +94,8 @@ class DovecotFactory:
 
 @pytest.fixture(scope="module")
 def sink():
-    s = Sink()
-    s.start()
-    yield s
-    s.stop()
+    with listening() as s:
+        yield s
 
 
 @pytest.fixture(autouse=True)

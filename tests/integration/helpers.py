@@ -126,6 +126,40 @@ def user_with_token(dovecot, prefix="u", record=None):
     return user, tokens[0]
 
 
+def retry_settings(base, deadline):
+    """A 1 s coalescing window and the given retry schedule."""
+    return {
+        "deltapush_debounce": "1s",
+        "deltapush_retry_base": base,
+        "deltapush_retry_deadline": deadline,
+    }
+
+
+def user_with_failing_token(dovecot_factory, sink, retry_base,
+                            retry_deadline, prefix="u"):
+    """A new instance (1 s window, the given retry schedule) and a user
+    whose one token the sink answers 500: (dovecot, user, token)."""
+    dovecot = dovecot_factory(sink=sink, settings=retry_settings(
+        retry_base, retry_deadline))
+    user, token = user_with_token(dovecot, prefix=prefix)
+    sink.set_status(token, 500)
+    return dovecot, user, token
+
+
+def deliver_until_failed(dovecot, sink, user, token, attempts, timeout,
+                         logged):
+    """Delivers to user, whose token the sink fails; waits for `attempts`
+    pushes of it and for the log line with `logged`. Returns (the
+    delivery's start, the log offset before it)."""
+    mark = dovecot.log_size()
+    started = deliver(dovecot, user)
+    assert len(sink.wait_for(attempts, timeout=timeout, since=started,
+                             bodies=[token])) == attempts
+    assert dovecot.wait_for_log(lambda t: logged in t, offset=mark,
+                                timeout=3)
+    return started, mark
+
+
 def delivered(replies):
     """Every recipient of an LMTP transaction got 250."""
     return [code for code, _ in replies] == [250] * len(replies)

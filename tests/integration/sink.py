@@ -6,6 +6,7 @@ it arrived, and can stop listening (connection refused) and come back on the
 same port, so tests can simulate a proxy outage.
 """
 
+import contextlib
 import http.server
 import socket
 import threading
@@ -258,6 +259,17 @@ class Sink:
                 return True
             time.sleep(min(quiet - (now - last), deadline - now, 0.1))
         return False
+
+
+@contextlib.contextmanager
+def listening(sink=None):
+    """A started sink (a new Sink by default), stopped afterwards."""
+    sink = sink if sink is not None else Sink()
+    sink.start()
+    try:
+        yield sink
+    finally:
+        sink.stop()
 
 
 def _as_bytes_set(bodies):

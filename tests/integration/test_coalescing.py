@@ -11,10 +11,11 @@ the schedules fit in a few seconds; every wait is bounded."""
 import re
 import time
 
-from dovecot_instance import lmtp_send, make_message
-from helpers import (assert_no_token_leaks, deliver, delivered,
-                     make_token, new_user, register, token_id,
-                     user_with_token, user_with_tokens)
+from dovecot_instance import lmtp_send, make_message, wait_until
+from helpers import (assert_no_token_leaks, deliver, deliver_until_failed,
+                     delivered, make_token, new_user, register,
+                     retry_settings, token_id, user_with_failing_token,
+                     user_with_tokens)
 
 
 def _arrivals(sink, token, since):
@@ -40,7 +41,7 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
                 time.sleep(pause)
             starts.append(time.monotonic())
             assert delivered(lmtp_send(client, "sender@example.net", [user],
-                                        make_message(to=user)))
+                                       make_message(to=user)))
         done = time.monotonic()
     finally:
         client.quit()
@@ -51,9 +52,7 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
     def trailing_arrived():
         return all(any(t >= starts[-1] for t in _arrivals(sink, tok, t0))
                    for tok in tokens)
-    deadline = time.monotonic() + 5
-    while not trailing_arrived() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(trailing_arrived, 5, interval=0.1)
     time.sleep(1.5)  # nothing more may follow
 
     for token in tokens:
@@ -79,7 +78,7 @@ def test_debounce_zero_pushes_every_message(dovecot_factory, sink):
     try:
         for _ in range(5):
             assert delivered(lmtp_send(client, "sender@example.net", [user],
-                                        make_message(to=user)))
+                                       make_message(to=user)))
     finally:
         client.quit()
     sink.wait_for(10, timeout=8, since=since, bodies=tokens)
@@ -90,11 +89,8 @@ def test_debounce_zero_pushes_every_message(dovecot_factory, sink):
 
 def test_500_is_retried_on_schedule_until_the_deadline(dovecot_factory, sink):
     # attempts at 0, +4 s, +8 s; the next (+12 s) is past the 9 s deadline
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "4s",
-        "deltapush_retry_deadline": "9s",
-    })
+    dovecot = dovecot_factory(sink=sink,
+                              settings=retry_settings("4s", "9s"))
     user = new_user("flaky")
     failing, healthy = make_token(), make_token()
     register(dovecot, user, failing, healthy)
@@ -132,11 +128,8 @@ def test_refused_connections_recover_by_schedule_alone(dovecot_factory,
                                                         sink):
     # base 1.25 s: attempts at +0, +1.25 s and +11.25 s, so the third one
     # of every trigger falls after the 10 s outage; no flush involved
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "1250ms",
-        "deltapush_retry_deadline": "30s",
-    })
+    dovecot = dovecot_factory(sink=sink,
+                              settings=retry_settings("1250ms", "30s"))
     alice, bob, carol = (new_user("alice"), new_user("bob"),
                          new_user("carol"))
     alice_tokens = [make_token(), make_token()]
@@ -183,20 +176,10 @@ def test_new_mail_during_retry_wait_is_pushed_within_a_window(
     # Issue 12: new mail for a token whose push waits for a retry was
     # folded into that retry (here 60 s away) with the old deadline. Now
     # it gets a fresh attempt within one window (1 s).
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "60s",
-        "deltapush_retry_deadline": "10m",
-    })
-    user, token = user_with_token(dovecot, prefix="outage")
-    sink.set_status(token, 500)
-    mark = dovecot.log_size()
-
-    started = deliver(dovecot, user)
-    assert len(sink.wait_for(1, timeout=4, since=started,
-                             bodies=[token])) == 1
-    assert dovecot.wait_for_log(lambda t: "(attempt 1, retrying in" in t,
-                                offset=mark, timeout=3)
+    dovecot, user, token = user_with_failing_token(
+        dovecot_factory, sink, "60s", "10m", prefix="outage")
+    started, _ = deliver_until_failed(dovecot, sink, user, token, 1, 4,
+                                      "(attempt 1, retrying in")
     # the proxy is back; the old failure's retry is a minute away
     sink.set_status(token, 200)
     second = deliver(dovecot, user)

@@ -34,7 +34,8 @@ def test_lmtp_delivery_pushes_each_token_byte_exact(dovecot, sink):
 
 
 def test_lmtp_delivery_to_two_recipients_pushes_both(dovecot, sink):
-    alice, alice_tokens = user_with_tokens(dovecot, 1, "alice", record=ALL_TOKENS)
+    alice, alice_tokens = user_with_tokens(dovecot, 1, "alice",
+                                           record=ALL_TOKENS)
     bob, bob_tokens = user_with_tokens(dovecot, 1, "bob", record=ALL_TOKENS)
     since = time.monotonic()
     replies = dovecot.deliver_lmtp([alice, bob], make_message(to=alice))

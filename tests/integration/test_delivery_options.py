@@ -57,7 +57,8 @@ def test_auto_submitted_no_still_pushes_with_option_on(opts_dovecot, sink):
 def test_inbox_not_listed_in_mailboxes_gives_no_push(mailboxes_dovecot, sink):
     user, token = user_with_token(mailboxes_dovecot)
     since = time.monotonic()
-    assert delivered(mailboxes_dovecot.deliver_lmtp(user, make_message(to=user)))
+    assert delivered(mailboxes_dovecot.deliver_lmtp(user,
+                                                    make_message(to=user)))
     result = mailboxes_dovecot.deliver_lda(user, make_message(to=user))
     assert result.returncode == 0, result
     assert_no_push(sink, [token], since)
@@ -69,7 +70,7 @@ def test_listed_mailbox_pushes(mailboxes_dovecot, sink):
     since = time.monotonic()
     detail = user.replace("@", "+Other@")
     assert delivered(mailboxes_dovecot.deliver_lmtp(detail,
-                                              make_message(to=detail)))
+                                                    make_message(to=detail)))
     assert sink.wait_for_bodies([token], since=since)
     # the second listed name, a nested mailbox, by dovecot-lda -m
     time.sleep(1.2)   # past the 1 s coalescing window

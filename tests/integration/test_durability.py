@@ -12,9 +12,10 @@ import pytest
 
 import doveadm_ns
 from dovecot_instance import wait_until
-from helpers import (assert_no_token_leaks, deliver, make_token,
-                     new_user, register, token_id, user_with_token)
-from sink import Sink
+from helpers import (assert_no_token_leaks, deliver, deliver_until_failed,
+                     make_token, new_user, register, retry_settings,
+                     token_id, user_with_failing_token)
+from sink import Sink, listening
 
 
 def _kill_service(dovecot):
@@ -119,21 +120,11 @@ def test_restart_while_retry_waits_keeps_attempt_count(dovecot_factory,
     # attempts at 0, +4 s, +8 s; then 12 s would pass the 9 s deadline.
     # Had the restart lost the state, the third attempt would go out at
     # once and the count would start over.
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "4s",
-        "deltapush_retry_deadline": "9s",
-    })
-    user, token = user_with_token(dovecot, prefix="retry")
-    sink.set_status(token, 500)
-    mark = dovecot.log_size()
-
-    started = deliver(dovecot, user)
-    assert len(sink.wait_for(2, timeout=6, since=started,
-                             bodies=[token])) == 2
+    dovecot, user, token = user_with_failing_token(
+        dovecot_factory, sink, "4s", "9s", prefix="retry")
     # the second failure is recorded (warning logged after the save)
-    assert dovecot.wait_for_log(lambda t: "(attempt 2," in t, offset=mark,
-                                timeout=3)
+    started, mark = deliver_until_failed(dovecot, sink, user, token, 2, 6,
+                                         "(attempt 2,")
     prefix = token_id(token)
     rows = _list_rows(dovecot, user)
     if rows is not None:
@@ -177,10 +168,8 @@ class _DelaySink(Sink):
 
 @pytest.fixture
 def delay_sink():
-    s = _DelaySink()
-    s.start()
-    yield s
-    s.stop()
+    with listening(_DelaySink()) as s:
+        yield s
 
 
 def test_sigterm_gives_in_flight_a_short_grace_then_resends(dovecot_factory,
@@ -224,11 +213,8 @@ def test_sigterm_with_pushes_pending_sends_them_after_start(dovecot_factory,
                                                             sink):
     # the first attempt fails (proxy down); its retry is due 3 s later,
     # after Dovecot was stopped and started again
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "3s",
-        "deltapush_retry_deadline": "60s",
-    })
+    dovecot = dovecot_factory(sink=sink,
+                              settings=retry_settings("3s", "60s"))
     users = [new_user("pending") for _ in range(3)]
     tokens = {u: [make_token(), make_token()] for u in users}
     for user in users:

@@ -19,7 +19,8 @@ import time
 import pytest
 
 from dovecot_instance import lmtp_send, make_message, proc_kib, wait_until
-from helpers import DEVICETOKEN, make_token, new_user, register, tokens_of
+from helpers import (DEVICETOKEN, make_token, new_user, register, tokens_of,
+                     user_with_token)
 
 # The plugin waits at most this long for the service
 # (deltapush_service_timeout)
@@ -40,6 +41,16 @@ SETTINGS = {
 
 
 # ---- helpers ----
+
+def _assert_clear_error(dovecot, mark, pid, needle):
+    """The service logged a deltapush line with needle since mark: a clear
+    error, not a crash, and it is still the same process."""
+    assert wait_for_log(dovecot, mark, "deltapush", needle), \
+        dovecot.log_since(mark)
+    assert "killed with signal" not in dovecot.log_since(mark), \
+        dovecot.log_since(mark)
+    assert dovecot.service_pids() == [pid]
+
 
 def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
@@ -178,12 +189,7 @@ def test_db_unwritable_while_running(dovecot_factory, sink, db_dir):
         assert reply.status == "NO", reply
         deliver_in_time(dovecot, user)
         deliver_in_time(dovecot, user)
-        assert wait_for_log(dovecot, mark, "deltapush", "Error"), \
-            dovecot.log_since(mark)
-        # a clear error, not a crash
-        assert "killed with signal" not in dovecot.log_since(mark), \
-            dovecot.log_since(mark)
-        assert dovecot.service_pids() == [pid]
+        _assert_clear_error(dovecot, mark, pid, "Error")
     finally:
         chattr("-R", "-i", db_dir)
     assert registration_works(dovecot, DB_CHECK_INTERVAL + 5), \
@@ -244,11 +250,7 @@ def test_db_on_full_filesystem(full_fs_dovecot, sink):
     assert reply.status == "NO", reply
     for _ in range(3):
         deliver_in_time(dovecot, user)
-    assert wait_for_log(dovecot, mark, "deltapush", "full"), \
-        dovecot.log_since(mark)
-    assert "killed with signal" not in dovecot.log_since(mark), \
-        dovecot.log_since(mark)
-    assert dovecot.service_pids() == [pid]
+    _assert_clear_error(dovecot, mark, pid, "full")
 
     os.unlink(filler)
     assert registration_works(dovecot, 5), dovecot.log_since(mark)
@@ -427,10 +429,7 @@ def _check_sink_fault(dovecot, users, needle):
 
 
 def _users_with_tokens(dovecot, count=4):
-    users = {new_user("px"): make_token() for _ in range(count)}
-    for user, token in users.items():
-        register(dovecot, user, token)
-    return users
+    return dict(user_with_token(dovecot, prefix="px") for _ in range(count))
 
 
 def test_sink_slow(dovecot_factory, sink):

@@ -9,8 +9,8 @@ import time
 import doveadm_ns
 from dovecot_instance import wait_until
 from helpers import (PUSH_TOKEN, assert_no_token_leaks, deliver,
-                     make_token, new_user, register, set_token, token_id,
-                     tokens_of)
+                     make_token, new_user, register, retry_settings,
+                     set_token, token_id, tokens_of)
 from observe import Metrics, key, log_texts, token_leaks
 
 STATUS_COLUMNS = ["tokens", "users", "pending", "in_flight",
@@ -18,6 +18,19 @@ STATUS_COLUMNS = ["tokens", "users", "pending", "in_flight",
 LIST_COLUMNS = ["id", "created", "last_seen", "state", "next_attempt",
                 "failed_attempts"]
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def _wait_for_status(doveadm, dovecot, predicate, timeout):
+    """Polls `doveadm deltapush status` until predicate(row) holds;
+    returns the last row."""
+    last = []
+
+    def check():
+        last[:] = doveadm.run_json(dovecot, "deltapush", "status")
+        return predicate(last[0])
+
+    wait_until(check, timeout, interval=0.2)
+    return last[0]
 
 
 def _short(token):
@@ -47,11 +60,7 @@ def test_metrics_count_pushes_by_status_and_removed_tokens(dovecot_factory,
                                                            sink):
     metrics = Metrics()
     dovecot = dovecot_factory(sink=sink, extra_config=metrics.config(),
-                              settings={
-                                  "deltapush_debounce": "1s",
-                                  "deltapush_retry_base": "1s",
-                                  "deltapush_retry_deadline": "2s",
-                              })
+                              settings=retry_settings("1s", "2s"))
     u1, u2, u3 = new_user("m"), new_user("m"), new_user("m")
     ok1, gone = make_token(), make_token()
     ok2, failing = make_token(), make_token()
@@ -150,8 +159,9 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
     # One push at a time and a slow proxy: one in flight, one waiting.
     sink.delay = 2.2
     started = deliver(dovecot, alice)
-    time.sleep(max(0.0, started + 1.3 - time.monotonic()))
-    row = doveadm.run_json(dovecot, "deltapush", "status")[0]
+    row = _wait_for_status(doveadm, dovecot,
+                           lambda r: int(r["oldest_pending_secs"]) >= 1,
+                           timeout=2.0)
     assert (row["pending"], row["in_flight"]) == ("2", "1"), row
     assert int(row["oldest_pending_secs"]) >= 1, row
     sink.delay = 0.0
@@ -195,8 +205,9 @@ def test_doveadm_status(dovecot_factory, sink, doveadm):
     assert status(None).split("\n")[0].split() == STATUS_COLUMNS
 
     # a push waiting for its retry keeps ageing from its mail's arrival
-    time.sleep(2.2)
-    row = doveadm.run_json(dovecot, "deltapush", "status")[0]
+    row = _wait_for_status(doveadm, dovecot,
+                           lambda r: int(r["oldest_pending_secs"]) >= 2,
+                           timeout=5.0)
     assert row["pending"] == "1" and int(row["oldest_pending_secs"]) >= 2, \
         row
     assert_no_token_leaks(dovecot, [a1, a2, b1], outputs)
@@ -306,11 +317,8 @@ def test_doveadm_forget_changes_getmetadata_and_pushes(dovecot_factory, sink,
 def test_doveadm_flush_sends_waiting_pushes_now(dovecot_factory, sink,
                                                doveadm):
     # retries 30 s apart: during the test only a flush sends them
-    dovecot = dovecot_factory(sink=sink, settings={
-        "deltapush_debounce": "1s",
-        "deltapush_retry_base": "30s",
-        "deltapush_retry_deadline": "10m",
-    })
+    dovecot = dovecot_factory(sink=sink,
+                              settings=retry_settings("30s", "10m"))
     alice, bob = new_user("alice"), new_user("bob")
     alice_token, bob_token = make_token(), make_token()
     register(dovecot, alice, alice_token)
@@ -375,11 +383,7 @@ def test_no_whole_token_in_any_log(dovecot_factory, sink):
     log file or doveadm output may hold any piece of a token (only its id)."""
     dovecot = dovecot_factory(
         sink=sink, extra_config="log_debug = category=deltapush\n",
-        settings={
-            "deltapush_debounce": "1s",
-            "deltapush_retry_base": "1s",
-            "deltapush_retry_deadline": "2s",
-        })
+        settings=retry_settings("1s", "2s"))
 
     def big():
         # ~900 bytes: "openpgp:" and 896 base64 characters

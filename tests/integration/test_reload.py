@@ -74,10 +74,12 @@ def test_reload_under_load_loses_nothing(dovecot_factory, sink):
         else:
             print("delivery to %s: %r" % (user, replies))
 
+    since = time.monotonic()
     for user in inflight:
         deliver(user)
     # the three pushes are on the wire now (the sink holds them)
-    time.sleep(0.3)
+    sink.wait_for_bodies([token_of[u] for u in inflight], timeout=5,
+                         since=since)
 
     stop = threading.Event()
     registrations = []

@@ -166,6 +166,14 @@ def new_secret():
     return secrets.token_hex(24)
 
 
+def turn_settings(files_dir, name, secret, **settings):
+    """Settings serving TURN with secret (written to files_dir/name),
+    plus the given ones."""
+    return dict(settings, deltapush_turn_server=TURN_SERVER,
+                deltapush_turn_secret_file=write_file(files_dir, name,
+                                                      secret))
+
+
 def admin_config():
     return ("mail_server_admin = %s\nmail_server_comment = %s\n"
             % (SERVER_ADMIN, SERVER_COMMENT))
@@ -271,14 +279,11 @@ def test_served_without_push_driver(dovecot_factory, sink, files_dir):
     # Sessions where push_notification has no deltapush driver still get
     # the entries, as long as the mail plugin is loaded.
     secret = new_secret()
-    secret_path = write_file(files_dir, "turn-secret-nodriver", secret)
-    instance = dovecot_factory(sink=sink, settings={
-        "push_notification_driver": None,
-        "deltapush_max_smtp_recipients": MAX_RECIPIENTS,
-        "deltapush_iroh_relay": IROH_URL,
-        "deltapush_turn_server": TURN_SERVER,
-        "deltapush_turn_secret_file": secret_path,
-    })
+    instance = dovecot_factory(sink=sink, settings=turn_settings(
+        files_dir, "turn-secret-nodriver", secret,
+        push_notification_driver=None,
+        deltapush_max_smtp_recipients=MAX_RECIPIENTS,
+        deltapush_iroh_relay=IROH_URL))
     conf = open(instance.conf).read()
     assert "push_notification_driver" not in conf   # 2.3
     assert "push_notification deltapush {" not in conf   # 2.4
@@ -317,11 +322,8 @@ def test_turn_expiry_moves_with_time(configured):
 
 def test_turn_default_ttl_five_days(dovecot_factory, sink, files_dir):
     secret = new_secret()
-    secret_path = write_file(files_dir, "turn-secret-default-ttl", secret)
-    instance = dovecot_factory(sink=sink, settings={
-        "deltapush_turn_server": TURN_SERVER,
-        "deltapush_turn_secret_file": secret_path,
-    })
+    instance = dovecot_factory(sink=sink, settings=turn_settings(
+        files_dir, "turn-secret-default-ttl", secret))
     before = time.time()
     with instance.imap(new_user()) as client:
         value = server_entry(client, TURN)
@@ -334,12 +336,8 @@ def test_turn_default_ttl_five_days(dovecot_factory, sink, files_dir):
 
 def test_turn_secret_rotation_applies(dovecot_factory, sink, files_dir):
     old, new = new_secret(), new_secret()
-    secret_path = write_file(files_dir, "turn-secret-rotate", old)
-    instance = dovecot_factory(sink=sink, settings={
-        "deltapush_turn_server": TURN_SERVER,
-        "deltapush_turn_secret_file": secret_path,
-        "deltapush_turn_ttl": TURN_TTL,
-    })
+    instance = dovecot_factory(sink=sink, settings=turn_settings(
+        files_dir, "turn-secret-rotate", old, deltapush_turn_ttl=TURN_TTL))
     with instance.imap(new_user()) as client:
         _, expiry, password = parse_turn(server_entry(client, TURN))
         assert password == turn_password(old, str(expiry))

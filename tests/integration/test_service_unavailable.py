@@ -13,6 +13,13 @@ from helpers import DEVICETOKEN, PUSH_TOKEN, make_token, new_user, \
     register, tokens_of
 
 
+# The plugins look for a socket that does not exist.
+MISSING_SOCKET = {
+    "deltapush_socket": "no-such-deltapush-socket",
+    "deltapush_service_timeout": "2s",
+}
+
+
 def _log_mentions_failure(text):
     lines = [l for l in text.splitlines()
              if ("Error" in l or "Warning" in l) and "deltapush" in l.lower()]
@@ -31,10 +38,7 @@ def _assert_answers_no(client, entry, within, timeout):
 
 
 def test_missing_socket_answers_no_within_timeout(dovecot_factory):
-    dovecot = dovecot_factory(settings={
-        "deltapush_socket": "no-such-deltapush-socket",
-        "deltapush_service_timeout": "2s",
-    })
+    dovecot = dovecot_factory(settings=MISSING_SOCKET)
     user = new_user()
     mark = dovecot.log_size()
     with dovecot.imap(user) as client:
@@ -49,10 +53,7 @@ def test_missing_socket_answers_no_within_timeout(dovecot_factory):
 
 
 def test_missing_socket_does_not_break_delivery(dovecot_factory):
-    dovecot = dovecot_factory(settings={
-        "deltapush_socket": "no-such-deltapush-socket",
-        "deltapush_service_timeout": "2s",
-    })
+    dovecot = dovecot_factory(settings=MISSING_SOCKET)
     user = new_user()
     start = time.monotonic()
     replies = dovecot.deliver_lmtp(user, make_message(to=user))

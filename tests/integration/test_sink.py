@@ -7,15 +7,13 @@ import time
 
 import pytest
 
-from sink import Sink
+from sink import listening
 
 
 @pytest.fixture
 def local_sink():
-    s = Sink()
-    s.start()
-    yield s
-    s.stop()
+    with listening() as s:
+        yield s
 
 
 def _post(port, body, conn=None):

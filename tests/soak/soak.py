@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 from dovecot_instance import (DovecotInstance, find_stage_files,  # noqa: E402
                               fd_targets, lmtp_send, make_message,
-                              proc_kib)
+                              proc_kib, wait_until)
 from helpers import make_token  # noqa: E402
 from service_client import ServiceConn  # noqa: E402
 from sink import Sink  # noqa: E402
@@ -347,10 +347,7 @@ def main():
                     if ok_after.get(users[u].encode(), 0.0) < t]
 
         drain_start = time.monotonic()
-        lost = lost_users()
-        while lost and time.monotonic() - drain_start < args.drain:
-            time.sleep(1.0)
-            lost = lost_users()
+        wait_until(lambda: not lost_users(), args.drain, interval=1.0)
         sink.wait_quiet(quiet=2.0, timeout=30)
         service.sample("after drain")
         lmtp.sample("after drain")
