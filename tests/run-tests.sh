@@ -22,8 +22,8 @@ mkdir -p "$log_dir"
 
 if [ $integration_only = no ]; then
 	deltapush_build || exit 1
-	echo "== unit tests (make check in src/lib)"
-	make -C src/lib check >"$log_dir/unit.log" 2>&1
+	echo "== unit tests (make check)"
+	make check >"$log_dir/unit.log" 2>&1
 	unit_rc=$?
 	cat "$log_dir/unit.log" | grep -E '^(test|[0-9]+ / [0-9]+ tests failed)|Failed|FAILED|==[0-9]+==' || true
 	# Dovecot's test_run() ends each program with "F / N tests failed".

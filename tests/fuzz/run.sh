@@ -47,7 +47,7 @@ build_fuzzers() {
 			tail -30 "$build/configure.log"; return 1; }
 	fi
 	echo "== building the fuzzers"
-	(make -C "$build/obj/src/lib" -j2 &&
+	(make -C "$build/obj/src/lib-deltapush" -j2 &&
 	 make -C "$build/obj/tests/fuzz" -j2) >"$build/make.log" 2>&1 || {
 		tail -30 "$build/make.log"; return 1; }
 }
