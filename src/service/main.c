@@ -17,7 +17,7 @@
 #include "deltapush-store.h"
 #include "deltapush-http.h"
 #include "deltapush-sender.h"
-#include "deltapush-server.h"
+#include "deltapush-connection.h"
 
 /* How long in-flight pushes may finish after SIGTERM before the process
    exits; what is unfinished stays due in the database. */

@@ -14,7 +14,7 @@
 #include "deltapush-token.h"
 #include "deltapush-store.h"
 #include "deltapush-sender.h"
-#include "deltapush-server.h"
+#include "deltapush-connection.h"
 
 #include <unistd.h>
 
