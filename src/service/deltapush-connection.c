@@ -21,26 +21,26 @@
 /* A plugin sends one line and waits; a client that stays silent this
    long is dropped (an lmtp process's kept connection then reconnects),
    so idle connections can't use up the service's client_limit. */
-#define DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS 10
+#define DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS 10
 /* A client that doesn't read its replies stops being read from once this
    much output waits for it. */
-#define DELTAPUSH_SERVER_OUTPUT_LIMIT DELTAPUSH_PROTOCOL_MAX_LINE_SIZE
+#define DELTAPUSH_CONNECTION_OUTPUT_LIMIT DELTAPUSH_PROTOCOL_MAX_LINE_SIZE
 
-struct deltapush_server {
+struct deltapush_connections {
 	const struct deltapush_settings *set;
 	struct deltapush_store *store;
 	struct deltapush_sender *sender;
-	deltapush_server_db_check_t *db_check;
+	deltapush_connections_db_check_t *db_check;
 	char *unavailable_reason;
 	struct event *event;
 	struct connection_list *clients;
 	/* Clients whose reply waits for the group commit */
-	ARRAY(struct deltapush_server_client *) held;
+	ARRAY(struct deltapush_connection *) held;
 };
 
-struct deltapush_server_client {
+struct deltapush_connection {
 	struct connection conn;
-	struct deltapush_server *server;
+	struct deltapush_connections *conns;
 	/* The reply to a write, sent once it is on disk; input is halted
 	   meanwhile, so there is at most one */
 	string_t *held_reply;
@@ -51,9 +51,9 @@ struct deltapush_server_client {
 	struct timeout *to_output;
 };
 
-static void deltapush_server_reply(struct deltapush_server_client *client,
-				   const char *status,
-				   const char *const *fields)
+static void deltapush_connection_reply(struct deltapush_connection *client,
+				       const char *status,
+				       const char *const *fields)
 {
 	string_t *str = t_str_new(128);
 
@@ -69,13 +69,14 @@ static void deltapush_server_reply(struct deltapush_server_client *client,
 	o_stream_nsend(client->conn.output, str_data(str), str_len(str));
 }
 
-static void deltapush_server_held_committed(int ret, const char *error,
-					    struct deltapush_server *server)
+static void
+deltapush_connection_held_committed(int ret, const char *error,
+				    struct deltapush_connections *conns)
 {
-	struct deltapush_server_client *const *clientp, *client;
+	struct deltapush_connection *const *clientp, *client;
 	string_t *str;
 
-	array_foreach(&server->held, clientp) {
+	array_foreach(&conns->held, clientp) {
 		client = *clientp;
 		if (ret < 0 && client->held_ok) {
 			/* Not on disk after all */
@@ -92,20 +93,20 @@ static void deltapush_server_held_committed(int ret, const char *error,
 		str_truncate(client->held_reply, 0);
 		connection_input_resume(&client->conn);
 	}
-	array_clear(&server->held);
+	array_clear(&conns->held);
 }
 
 /* Hold the reply of a write until the group commit, so that OK means
    on disk. */
-static bool deltapush_server_hold(struct deltapush_server_client *client)
+static bool deltapush_connection_hold(struct deltapush_connection *client)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 
 	client->holding = FALSE;
 	if (client->held_reply == NULL || str_len(client->held_reply) == 0)
 		return FALSE;
-	if (server->store == NULL ||
-	    !deltapush_store_group_is_open(server->store)) {
+	if (conns->store == NULL ||
+	    !deltapush_store_group_is_open(conns->store)) {
 		/* Nothing was written (e.g. an invalid token) */
 		o_stream_nsend(client->conn.output,
 			       str_data(client->held_reply),
@@ -113,26 +114,27 @@ static bool deltapush_server_hold(struct deltapush_server_client *client)
 		str_truncate(client->held_reply, 0);
 		return FALSE;
 	}
-	if (array_count(&server->held) == 0) {
-		deltapush_store_group_add_callback(server->store,
-			deltapush_server_held_committed, server);
+	if (array_count(&conns->held) == 0) {
+		deltapush_store_group_add_callback(conns->store,
+			deltapush_connection_held_committed, conns);
 	}
-	array_push_back(&server->held, &client);
+	array_push_back(&conns->held, &client);
 	connection_input_halt(&client->conn);
 	return TRUE;
 }
 
-static void deltapush_server_reply1(struct deltapush_server_client *client,
-				    const char *status, const char *field)
+static void deltapush_connection_reply1(struct deltapush_connection *client,
+					const char *status, const char *field)
 {
 	const char *fields[] = { field, NULL };
 
-	deltapush_server_reply(client, status, fields);
+	deltapush_connection_reply(client, status, fields);
 }
 
 static struct event_passthrough *
-deltapush_server_event(struct deltapush_server_client *client,
-		       const char *name, const char *user, const char *token)
+deltapush_connection_event(struct deltapush_connection *client,
+			   const char *name, const char *user,
+			   const char *token)
 {
 	struct event_passthrough *e =
 		event_create_passthrough(client->conn.event)->set_name(name)->
@@ -143,20 +145,21 @@ deltapush_server_event(struct deltapush_server_client *client,
 	return e;
 }
 
-static void deltapush_server_fail(struct deltapush_server_client *client,
-				  const char *what, const char *user,
-				  const char *error)
+static void deltapush_connection_fail(struct deltapush_connection *client,
+				      const char *what, const char *user,
+				      const char *error)
 {
 	e_error(client->conn.event, "%s for user %s failed: %s",
 		what, user, error);
-	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL, error);
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+				    error);
 }
 
 static void
-deltapush_server_register(struct deltapush_server_client *client,
-			  const struct deltapush_request *request)
+deltapush_connection_register(struct deltapush_connection *client,
+			      const struct deltapush_request *request)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(const_string) evicted;
 	struct event_passthrough *e;
 	const char *const *tokenp, *error;
@@ -166,44 +169,45 @@ deltapush_server_register(struct deltapush_server_client *client,
 	if (!deltapush_token_is_valid((const unsigned char *)request->token,
 				      strlen(request->token), &error)) {
 		/* The plugin checks too; this guards the database. */
-		deltapush_server_fail(client, "Registration", request->user,
-				      error);
+		deltapush_connection_fail(client, "Registration", request->user,
+					  error);
 		return;
 	}
 	/* An import keeps the time the token was last seen elsewhere. */
 	now = request->type == DELTAPUSH_REQUEST_IMPORT ?
 		I_MIN(request->last_seen, ioloop_time) : ioloop_time;
-	if (now < ioloop_time - (time_t)server->set->token_ttl_secs) {
-		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-					"0");
+	if (now < ioloop_time - (time_t)conns->set->token_ttl_secs) {
+		deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+					    "0");
 		return;
 	}
 	t_array_init(&evicted, 2);
 	/* The client is told the token is stored once the group commit of
 	   this pass is on disk */
-	ret = deltapush_store_group_join(server->store, TRUE, &error);
+	ret = deltapush_store_group_join(conns->store, TRUE, &error);
 	if (ret == 0) {
-		ret = deltapush_store_register(server->store, request->user,
+		ret = deltapush_store_register(conns->store, request->user,
 				request->token, now,
 				DELTAPUSH_TOKENS_MAX_PER_USER,
 				pool_datastack_create(), &evicted, &error);
 	}
 	if (ret < 0) {
-		deltapush_server_fail(client, "Registration", request->user,
-				      error);
+		deltapush_connection_fail(client, "Registration", request->user,
+					  error);
 		return;
 	}
 	array_foreach(&evicted, tokenp) {
-		e = deltapush_server_event(client, "deltapush_token_removed",
-					   request->user, *tokenp)->
+		e = deltapush_connection_event(client,
+				"deltapush_token_removed",
+				request->user, *tokenp)->
 			add_str("reason", "evicted")->add_int("count", 1);
 		e_info(e->event(), "Evicted token %s of user %s: "
 		       "more than %u tokens",
 		       deltapush_token_id(*tokenp), request->user,
 		       DELTAPUSH_TOKENS_MAX_PER_USER);
 	}
-	e = deltapush_server_event(client, "deltapush_token_registered",
-				   request->user, request->token)->
+	e = deltapush_connection_event(client, "deltapush_token_registered",
+				       request->user, request->token)->
 		add_int("refresh", ret > 0 ? 0 : 1);
 	if (ret > 0) {
 		e_info(e->event(), "Registered token %s for user %s",
@@ -214,43 +218,43 @@ deltapush_server_register(struct deltapush_server_client *client,
 			deltapush_token_id(request->token),
 			request->user);
 	}
-	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-				ret > 0 ? "1" : "0");
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				    ret > 0 ? "1" : "0");
 }
 
-static void deltapush_server_list(struct deltapush_server_client *client,
-				  const struct deltapush_request *request)
+static void deltapush_connection_list(struct deltapush_connection *client,
+				      const struct deltapush_request *request)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(deltapush_store_token) tokens;
 	ARRAY_TYPE(const_string) fields;
 	const struct deltapush_store_token *token;
 	const char *error;
 
 	t_array_init(&tokens, 8);
-	if (deltapush_store_list(server->store, request->user,
-				 ioloop_time - server->set->token_ttl_secs,
+	if (deltapush_store_list(conns->store, request->user,
+				 ioloop_time - conns->set->token_ttl_secs,
 				 pool_datastack_create(), &tokens,
 				 &error) < 0) {
-		deltapush_server_fail(client, "Token lookup", request->user,
-				      error);
+		deltapush_connection_fail(client, "Token lookup", request->user,
+					  error);
 		return;
 	}
 	t_array_init(&fields, array_count(&tokens) + 1);
 	array_foreach(&tokens, token)
 		array_push_back(&fields, &token->token);
 	array_append_zero(&fields);
-	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-			       array_front(&fields));
+	deltapush_connection_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				   array_front(&fields));
 }
 
 /* Remove the user's tokens, or the one given by its id (or whole). Each
    removed token is its own event, so metrics count tokens, not
    requests. */
-static void deltapush_server_forget(struct deltapush_server_client *client,
-				    const struct deltapush_request *request)
+static void deltapush_connection_forget(struct deltapush_connection *client,
+					const struct deltapush_request *request)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(deltapush_store_token) tokens;
 	const struct deltapush_store_token *token;
 	ARRAY(const struct deltapush_store_token *) removed;
@@ -262,13 +266,13 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 
 	t_array_init(&tokens, 8);
 	t_array_init(&removed, 8);
-	if (deltapush_store_group_join(server->store, TRUE, &error) < 0 ||
-	    deltapush_store_savepoint(server->store, &error) < 0) {
-		deltapush_server_fail(client, "Forgetting tokens",
-				      request->user, error);
+	if (deltapush_store_group_join(conns->store, TRUE, &error) < 0 ||
+	    deltapush_store_savepoint(conns->store, &error) < 0) {
+		deltapush_connection_fail(client, "Forgetting tokens",
+					  request->user, error);
 		return;
 	}
-	if (deltapush_store_list(server->store, request->user, 0,
+	if (deltapush_store_list(conns->store, request->user, 0,
 				 pool_datastack_create(), &tokens,
 				 &error) < 0)
 		ret = -1;
@@ -280,38 +284,40 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 			array_push_back(&removed, &token);
 	}
 	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
-		deltapush_store_rollback_to(server->store);
+		deltapush_store_rollback_to(conns->store);
 		/* An operator's typo, not a failure of the service */
 		e_info(client->conn.event, "Not forgetting tokens of user %s: "
 		       "the id matches %u tokens", request->user,
 		       array_count(&removed));
-		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+		deltapush_connection_reply1(client,
+			DELTAPUSH_PROTOCOL_REPLY_FAIL,
 			t_strdup_printf("Token id matches %u tokens; give "
 					"the whole token",
 					array_count(&removed)));
 		return;
 	}
 	if (ret == 0 && request->token == NULL) {
-		ret = deltapush_store_forget(server->store, request->user,
+		ret = deltapush_store_forget(conns->store, request->user,
 					     &count, &error);
 	} else if (ret == 0) array_foreach(&removed, tokenp) {
-		if (deltapush_store_remove(server->store, (*tokenp)->id,
+		if (deltapush_store_remove(conns->store, (*tokenp)->id,
 					   &error) < 0) {
 			ret = -1;
 			break;
 		}
 	}
 	if (ret < 0)
-		deltapush_store_rollback_to(server->store);
+		deltapush_store_rollback_to(conns->store);
 	/* a failed release has rolled back already */
-	if (ret < 0 || deltapush_store_release(server->store, &error) < 0) {
-		deltapush_server_fail(client, "Forgetting tokens",
-				      request->user, error);
+	if (ret < 0 || deltapush_store_release(conns->store, &error) < 0) {
+		deltapush_connection_fail(client, "Forgetting tokens",
+					  request->user, error);
 		return;
 	}
 	array_foreach(&removed, tokenp) {
-		e = deltapush_server_event(client, "deltapush_token_removed",
-					   request->user, (*tokenp)->token)->
+		e = deltapush_connection_event(client,
+				"deltapush_token_removed",
+				request->user, (*tokenp)->token)->
 			add_str("reason", "unset")->add_int("count", 1);
 		e_debug(e->event(), "Forgot token %s of user %s",
 			deltapush_token_id((*tokenp)->token),
@@ -319,30 +325,31 @@ static void deltapush_server_forget(struct deltapush_server_client *client,
 	}
 	e_info(client->conn.event, "Forgot %u token(s) of user %s",
 	       array_count(&removed), request->user);
-	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-				dec2str(array_count(&removed)));
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				    dec2str(array_count(&removed)));
 }
 
-static void deltapush_server_notify(struct deltapush_server_client *client,
-				    const struct deltapush_request *request)
+static void deltapush_connection_notify(struct deltapush_connection *client,
+					const struct deltapush_request *request)
 {
 	const char *error;
 	int count;
 
-	count = deltapush_sender_notify(client->server->sender, request->user,
+	count = deltapush_sender_notify(client->conns->sender, request->user,
 					&error);
 	if (count < 0) {
-		deltapush_server_fail(client, "Recording new mail",
-				      request->user, error);
+		deltapush_connection_fail(client, "Recording new mail",
+					  request->user, error);
 		return;
 	}
 	e_debug(client->conn.event, "New mail for user %s: %d token(s) due",
 		request->user, count);
-	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-				dec2str(count));
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				    dec2str(count));
 }
 
-static const char *deltapush_server_state_name(const struct deltapush_push_state *state)
+static const char *
+deltapush_connection_state_name(const struct deltapush_push_state *state)
 {
 	if (state->in_flight)
 		return "sending";
@@ -351,10 +358,10 @@ static const char *deltapush_server_state_name(const struct deltapush_push_state
 	return state->attempts > 0 ? "retrying" : "pending";
 }
 
-static void deltapush_server_tokens(struct deltapush_server_client *client,
-				    const struct deltapush_request *request)
+static void deltapush_connection_tokens(struct deltapush_connection *client,
+					const struct deltapush_request *request)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(deltapush_store_token) tokens;
 	ARRAY_TYPE(const_string) fields;
 	const struct deltapush_store_token *token;
@@ -362,18 +369,18 @@ static void deltapush_server_tokens(struct deltapush_server_client *client,
 	const char *error, *value;
 
 	t_array_init(&tokens, 8);
-	if (deltapush_store_list(server->store, request->user,
-				 ioloop_time - server->set->token_ttl_secs,
+	if (deltapush_store_list(conns->store, request->user,
+				 ioloop_time - conns->set->token_ttl_secs,
 				 pool_datastack_create(), &tokens,
 				 &error) < 0) {
-		deltapush_server_fail(client, "Token listing", request->user,
-				      error);
+		deltapush_connection_fail(client, "Token listing",
+					  request->user, error);
 		return;
 	}
 	t_array_init(&fields, array_count(&tokens) *
 		     DELTAPUSH_PROTOCOL_TOKENS_FIELDS + 1);
 	array_foreach(&tokens, token) {
-		if (!deltapush_sender_get_state(server->sender, token->id,
+		if (!deltapush_sender_get_state(conns->sender, token->id,
 						&state))
 			state = token->state;
 		value = deltapush_token_id(token->token);
@@ -382,7 +389,7 @@ static void deltapush_server_tokens(struct deltapush_server_client *client,
 		array_push_back(&fields, &value);
 		value = dec2str(token->last_seen);
 		array_push_back(&fields, &value);
-		value = deltapush_server_state_name(&state);
+		value = deltapush_connection_state_name(&state);
 		array_push_back(&fields, &value);
 		value = dec2str(state.due_msecs);
 		array_push_back(&fields, &value);
@@ -390,59 +397,59 @@ static void deltapush_server_tokens(struct deltapush_server_client *client,
 		array_push_back(&fields, &value);
 	}
 	array_append_zero(&fields);
-	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-			       array_front(&fields));
+	deltapush_connection_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				   array_front(&fields));
 }
 
-static void deltapush_server_flush(struct deltapush_server_client *client,
-				   const struct deltapush_request *request)
+static void deltapush_connection_flush(struct deltapush_connection *client,
+				       const struct deltapush_request *request)
 {
 	const char *error;
 	int count;
 
-	count = deltapush_sender_flush(client->server->sender, request->user,
+	count = deltapush_sender_flush(client->conns->sender, request->user,
 				       &error);
 	if (count < 0) {
-		deltapush_server_fail(client, "Flushing pushes",
-				      request->user == NULL ? "(all)" :
-				      request->user, error);
+		deltapush_connection_fail(client, "Flushing pushes",
+					  request->user == NULL ? "(all)" :
+					  request->user, error);
 		return;
 	}
 	e_info(client->conn.event, "Flushed %d pending push(es)%s%s", count,
 	       request->user == NULL ? "" : " of user ",
 	       request->user == NULL ? "" : request->user);
-	deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
-				dec2str(count));
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
+				    dec2str(count));
 }
 
 static void
-deltapush_server_status_reply(struct deltapush_server_client *client,
-			      const struct deltapush_store_stats *stats,
-			      const struct deltapush_sender_status *status,
-			      uint64_t now);
+deltapush_connection_status_reply(struct deltapush_connection *client,
+				  const struct deltapush_store_stats *stats,
+				  const struct deltapush_sender_status *status,
+				  uint64_t now);
 
-static void deltapush_server_status(struct deltapush_server_client *client)
+static void deltapush_connection_status(struct deltapush_connection *client)
 {
-	struct deltapush_server *server = client->server;
+	struct deltapush_connections *conns = client->conns;
 	struct deltapush_store_stats stats;
 	struct deltapush_sender_status status;
 	uint64_t now = (uint64_t)ioloop_timeval.tv_sec * 1000 +
 		ioloop_timeval.tv_usec / 1000;
 	const char *error;
 
-	if (deltapush_store_get_stats(server->store, &stats, &error) < 0) {
-		deltapush_server_fail(client, "Status", "(all)", error);
+	if (deltapush_store_get_stats(conns->store, &stats, &error) < 0) {
+		deltapush_connection_fail(client, "Status", "(all)", error);
 		return;
 	}
-	deltapush_sender_get_status(server->sender, &status);
-	deltapush_server_status_reply(client, &stats, &status, now);
+	deltapush_sender_get_status(conns->sender, &status);
+	deltapush_connection_status_reply(client, &stats, &status, now);
 }
 
 static void
-deltapush_server_status_reply(struct deltapush_server_client *client,
-			      const struct deltapush_store_stats *stats,
-			      const struct deltapush_sender_status *status,
-			      uint64_t now)
+deltapush_connection_status_reply(struct deltapush_connection *client,
+				  const struct deltapush_store_stats *stats,
+				  const struct deltapush_sender_status *status,
+				  uint64_t now)
 {
 	const char *fields[] = {
 		"tokens", dec2str(stats->tokens),
@@ -458,17 +465,18 @@ deltapush_server_status_reply(struct deltapush_server_client *client,
 		"last_error_time", dec2str(status->last_error_time),
 		NULL
 	};
-	deltapush_server_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK, fields);
+	deltapush_connection_reply(client, DELTAPUSH_PROTOCOL_REPLY_OK, fields);
 }
 
-static int deltapush_server_client_output(struct deltapush_server_client *client)
+static int deltapush_connection_output(struct deltapush_connection *client)
 {
 	struct ostream *output = client->conn.output;
 	int ret;
 
 	if ((ret = o_stream_flush(output)) < 0)
 		return 1;
-	if (o_stream_get_buffer_used_size(output) < DELTAPUSH_SERVER_OUTPUT_LIMIT) {
+	if (o_stream_get_buffer_used_size(output) <
+	    DELTAPUSH_CONNECTION_OUTPUT_LIMIT) {
 		o_stream_unset_flush_callback(output);
 		timeout_remove(&client->to_output);
 		connection_input_resume(&client->conn);
@@ -477,11 +485,11 @@ static int deltapush_server_client_output(struct deltapush_server_client *client
 }
 
 static void
-deltapush_server_client_output_timeout(struct deltapush_server_client *client)
+deltapush_connection_output_timeout(struct deltapush_connection *client)
 {
 	e_error(client->conn.event, "Client read no replies for %u s "
 		"(%zu bytes waiting), disconnecting",
-		DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS,
+		DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS,
 		o_stream_get_buffer_used_size(client->conn.output));
 	client->conn.disconnect_reason = CONNECTION_DISCONNECT_DEINIT;
 	client->conn.v.destroy(&client->conn);
@@ -491,8 +499,8 @@ deltapush_server_client_output_timeout(struct deltapush_server_client *client)
    and forget their user's tokens and report new mail; the rest (doveadm)
    only root or the service's own user may ask. */
 static bool
-deltapush_server_request_allowed(struct deltapush_server_client *client,
-				 const struct deltapush_request *request)
+deltapush_connection_request_allowed(struct deltapush_connection *client,
+				     const struct deltapush_request *request)
 {
 	uid_t uid = client->conn.remote_uid;
 
@@ -514,11 +522,11 @@ deltapush_server_request_allowed(struct deltapush_server_client *client,
 	return uid != (uid_t)-1 && (uid == 0 || uid == geteuid());
 }
 
-static int deltapush_server_input_args(struct connection *conn,
-				       const char *const *args)
+static int deltapush_connection_input_args(struct connection *conn,
+					   const char *const *args)
 {
-	struct deltapush_server_client *client =
-		container_of(conn, struct deltapush_server_client, conn);
+	struct deltapush_connection *client =
+		container_of(conn, struct deltapush_connection, conn);
 	struct deltapush_request request;
 	const char *error;
 
@@ -527,29 +535,31 @@ static int deltapush_server_input_args(struct connection *conn,
 			error);
 		return -1;
 	}
-	if (!deltapush_server_request_allowed(client, &request)) {
+	if (!deltapush_connection_request_allowed(client, &request)) {
 		e_error(conn->event, "Refused %s from uid %ld: only root or "
 			"the service's user may ask for it", args[0],
 			(long)conn->remote_uid);
-		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
-					"Permission denied");
+		deltapush_connection_reply1(client,
+					    DELTAPUSH_PROTOCOL_REPLY_FAIL,
+					    "Permission denied");
 		return 1;
 	}
 	/* Never acknowledge a write into a database file that was removed
 	   meanwhile: it would be gone at the next start. Without a database,
 	   try to open it now: the previous process may just have let it go
 	   (doveadm reload), and the request would fail for nothing. */
-	client->server->db_check();
+	client->conns->db_check();
 	/* Reads of push state must see how finished pushes ended (NOTIFY
 	   does this inside its own transaction). */
-	if (client->server->sender != NULL &&
+	if (client->conns->sender != NULL &&
 	    request.type != DELTAPUSH_REQUEST_NOTIFY)
-		deltapush_sender_sync(client->server->sender);
-	if (client->server->store == NULL) {
+		deltapush_sender_sync(client->conns->sender);
+	if (client->conns->store == NULL) {
 		/* Logged where the database failed, not per request. */
-		deltapush_server_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+		deltapush_connection_reply1(client,
+			DELTAPUSH_PROTOCOL_REPLY_FAIL,
 			t_strdup_printf("Database unavailable: %s",
-					client->server->unavailable_reason));
+					client->conns->unavailable_reason));
 		return 1;
 	}
 	client->holding = request.type == DELTAPUSH_REQUEST_REGISTER ||
@@ -559,51 +569,51 @@ static int deltapush_server_input_args(struct connection *conn,
 	switch (request.type) {
 	case DELTAPUSH_REQUEST_REGISTER:
 	case DELTAPUSH_REQUEST_IMPORT:
-		deltapush_server_register(client, &request);
+		deltapush_connection_register(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_TOKENS:
-		deltapush_server_tokens(client, &request);
+		deltapush_connection_tokens(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_FLUSH:
-		deltapush_server_flush(client, &request);
+		deltapush_connection_flush(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_STATUS:
-		deltapush_server_status(client);
+		deltapush_connection_status(client);
 		break;
 	case DELTAPUSH_REQUEST_LIST:
-		deltapush_server_list(client, &request);
+		deltapush_connection_list(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_FORGET:
-		deltapush_server_forget(client, &request);
+		deltapush_connection_forget(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_NOTIFY:
-		deltapush_server_notify(client, &request);
+		deltapush_connection_notify(client, &request);
 		break;
 	}
-	if (deltapush_server_hold(client))
+	if (deltapush_connection_hold(client))
 		return 0;
 	if (o_stream_get_buffer_used_size(conn->output) >=
-	    DELTAPUSH_SERVER_OUTPUT_LIMIT) {
+	    DELTAPUSH_CONNECTION_OUTPUT_LIMIT) {
 		/* Read no more until the client has read its replies, and
 		   not for ever: its slot and buffer are ours. */
 		connection_input_halt(conn);
 		o_stream_set_flush_callback(conn->output,
-					    deltapush_server_client_output,
+					    deltapush_connection_output,
 					    client);
 		if (client->to_output == NULL) {
 			client->to_output = timeout_add(
-				DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS * 1000,
-				deltapush_server_client_output_timeout, client);
+				DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS * 1000,
+				deltapush_connection_output_timeout, client);
 		}
 		return 0;
 	}
 	return 1;
 }
 
-static void deltapush_server_client_destroy(struct connection *conn)
+static void deltapush_connection_destroy(struct connection *conn)
 {
-	struct deltapush_server_client *client =
-		container_of(conn, struct deltapush_server_client, conn);
+	struct deltapush_connection *client =
+		container_of(conn, struct deltapush_connection, conn);
 
 	switch (conn->disconnect_reason) {
 	case CONNECTION_DISCONNECT_BUFFER_FULL:
@@ -616,14 +626,14 @@ static void deltapush_server_client_destroy(struct connection *conn)
 	case CONNECTION_DISCONNECT_IDLE_TIMEOUT:
 		/* kept connections of lmtp processes end like this */
 		e_debug(conn->event, "Idle for %u s, disconnecting",
-			DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS);
+			DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS);
 		break;
 	default:
 		break;
 	}
-	for (unsigned int i = 0; i < array_count(&client->server->held); i++) {
-		if (array_idx_elem(&client->server->held, i) == client) {
-			array_delete(&client->server->held, i, 1);
+	for (unsigned int i = 0; i < array_count(&client->conns->held); i++) {
+		if (array_idx_elem(&client->conns->held, i) == client) {
+			array_delete(&client->conns->held, i, 1);
 			break;
 		}
 	}
@@ -634,76 +644,76 @@ static void deltapush_server_client_destroy(struct connection *conn)
 	master_service_client_connection_destroyed(master_service);
 }
 
-static const struct connection_settings deltapush_server_set = {
+static const struct connection_settings deltapush_connection_set = {
 	.service_name_in = DELTAPUSH_PROTOCOL_SERVICE_NAME,
 	.service_name_out = DELTAPUSH_PROTOCOL_SERVICE_NAME,
 	.major_version = DELTAPUSH_PROTOCOL_MAJOR_VERSION,
 	.minor_version = DELTAPUSH_PROTOCOL_MINOR_VERSION,
 	.input_max_size = DELTAPUSH_PROTOCOL_MAX_LINE_SIZE,
 	.output_max_size = SIZE_MAX,
-	.input_idle_timeout_secs = DELTAPUSH_SERVER_IDLE_TIMEOUT_SECS,
+	.input_idle_timeout_secs = DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS,
 	.client = FALSE,
 };
 
-static const struct connection_vfuncs deltapush_server_vfuncs = {
-	.destroy = deltapush_server_client_destroy,
-	.input_args = deltapush_server_input_args,
+static const struct connection_vfuncs deltapush_connection_vfuncs = {
+	.destroy = deltapush_connection_destroy,
+	.input_args = deltapush_connection_input_args,
 };
 
-void deltapush_server_accept(struct deltapush_server *server,
-			     struct master_service_connection *mconn)
+void deltapush_connection_create(struct deltapush_connections *conns,
+				 struct master_service_connection *mconn)
 {
-	struct deltapush_server_client *client;
+	struct deltapush_connection *client;
 
-	client = i_new(struct deltapush_server_client, 1);
-	client->server = server;
-	client->conn.event_parent = server->event;
-	connection_init_server(server->clients, &client->conn, mconn->name,
+	client = i_new(struct deltapush_connection, 1);
+	client->conns = conns;
+	client->conn.event_parent = conns->event;
+	connection_init_server(conns->clients, &client->conn, mconn->name,
 			       mconn->fd, mconn->fd);
 	master_service_client_connection_accept(mconn);
 }
 
-void deltapush_server_set_backend(struct deltapush_server *server,
-				  struct deltapush_store *store,
-				  struct deltapush_sender *sender,
-				  const char *unavailable_reason)
+void deltapush_connections_set_backend(struct deltapush_connections *conns,
+				       struct deltapush_store *store,
+				       struct deltapush_sender *sender,
+				       const char *unavailable_reason)
 {
 	i_assert((store == NULL) == (sender == NULL));
 	i_assert(store != NULL || unavailable_reason != NULL);
 
-	server->store = store;
-	server->sender = sender;
-	i_free(server->unavailable_reason);
-	server->unavailable_reason = i_strdup(unavailable_reason);
+	conns->store = store;
+	conns->sender = sender;
+	i_free(conns->unavailable_reason);
+	conns->unavailable_reason = i_strdup(unavailable_reason);
 }
 
-struct deltapush_server *
-deltapush_server_init(const struct deltapush_settings *set,
-		      deltapush_server_db_check_t *db_check,
-		      struct event *event_parent)
+struct deltapush_connections *
+deltapush_connections_init(const struct deltapush_settings *set,
+			   deltapush_connections_db_check_t *db_check,
+			   struct event *event_parent)
 {
-	struct deltapush_server *server;
+	struct deltapush_connections *conns;
 
-	server = i_new(struct deltapush_server, 1);
-	server->set = set;
-	server->db_check = db_check;
-	server->unavailable_reason = i_strdup("Not opened yet");
-	server->event = event_create(event_parent);
-	event_add_category(server->event, &event_category_deltapush);
-	i_array_init(&server->held, 16);
-	server->clients = connection_list_init(&deltapush_server_set,
-					       &deltapush_server_vfuncs);
-	return server;
+	conns = i_new(struct deltapush_connections, 1);
+	conns->set = set;
+	conns->db_check = db_check;
+	conns->unavailable_reason = i_strdup("Not opened yet");
+	conns->event = event_create(event_parent);
+	event_add_category(conns->event, &event_category_deltapush);
+	i_array_init(&conns->held, 16);
+	conns->clients = connection_list_init(&deltapush_connection_set,
+					      &deltapush_connection_vfuncs);
+	return conns;
 }
 
-void deltapush_server_deinit(struct deltapush_server **_server)
+void deltapush_connections_deinit(struct deltapush_connections **_conns)
 {
-	struct deltapush_server *server = *_server;
+	struct deltapush_connections *conns = *_conns;
 
-	*_server = NULL;
-	connection_list_deinit(&server->clients);
-	array_free(&server->held);
-	i_free(server->unavailable_reason);
-	event_unref(&server->event);
-	i_free(server);
+	*_conns = NULL;
+	connection_list_deinit(&conns->clients);
+	array_free(&conns->held);
+	i_free(conns->unavailable_reason);
+	event_unref(&conns->event);
+	i_free(conns);
 }

@@ -32,7 +32,7 @@ static struct event *deltapush_event;
 static const struct deltapush_settings *deltapush_set;
 static struct deltapush_store *deltapush_store;
 static struct deltapush_sender *deltapush_sender;
-static struct deltapush_server *deltapush_server;
+static struct deltapush_connections *deltapush_conns;
 static struct timeout *to_prune, *to_db_check;
 /* The database file as opened, to notice it being removed or replaced */
 static dev_t deltapush_db_dev;
@@ -251,8 +251,8 @@ static int deltapush_db_open(void)
 			i_free(deltapush_db_error);
 			deltapush_db_error = i_strdup(error);
 		}
-		deltapush_server_set_backend(deltapush_server, NULL, NULL,
-					     error);
+		deltapush_connections_set_backend(deltapush_conns, NULL, NULL,
+						  error);
 		return -1;
 	}
 	deltapush_store_set_fsync(deltapush_store, deltapush_set->fsync);
@@ -265,8 +265,8 @@ static int deltapush_db_open(void)
 		e_error(deltapush_event, "Loading pending pushes failed: %s",
 			error);
 	}
-	deltapush_server_set_backend(deltapush_server, deltapush_store,
-				     deltapush_sender, NULL);
+	deltapush_connections_set_backend(deltapush_conns, deltapush_store,
+					  deltapush_sender, NULL);
 	if (deltapush_db_error != NULL) {
 		e_info(deltapush_event, "Database %s is available again",
 		       deltapush_set->db_path);
@@ -278,7 +278,7 @@ static int deltapush_db_open(void)
 
 static void deltapush_db_close(const char *reason)
 {
-	deltapush_server_set_backend(deltapush_server, NULL, NULL, reason);
+	deltapush_connections_set_backend(deltapush_conns, NULL, NULL, reason);
 	if (deltapush_sender != NULL)
 		deltapush_sender_deinit(&deltapush_sender);
 	if (deltapush_store != NULL)
@@ -313,7 +313,7 @@ static void deltapush_db_check(void *context ATTR_UNUSED)
 
 static void client_connected(struct master_service_connection *conn)
 {
-	deltapush_server_accept(deltapush_server, conn);
+	deltapush_connection_create(deltapush_conns, conn);
 }
 
 static bool deltapush_shutdown_timed_out;
@@ -364,9 +364,9 @@ static void main_init(void)
 	event_add_category(deltapush_event, &event_category_deltapush);
 
 	deltapush_http_global_init();
-	deltapush_server = deltapush_server_init(deltapush_set,
-						 deltapush_db_check_now,
-						 deltapush_event);
+	deltapush_conns = deltapush_connections_init(deltapush_set,
+						     deltapush_db_check_now,
+						     deltapush_event);
 	(void)deltapush_db_open();
 	to_prune = timeout_add(DELTAPUSH_PRUNE_INTERVAL_MSECS,
 			       deltapush_prune, NULL);
@@ -385,7 +385,7 @@ static void main_deinit(void)
 	   clients' retries reach it. What is in flight stays due there. */
 	if (deltapush_sender != NULL)
 		deltapush_sender_detach(deltapush_sender);
-	deltapush_server_deinit(&deltapush_server);
+	deltapush_connections_deinit(&deltapush_conns);
 	timeout_remove(&to_db_check);
 	timeout_remove(&to_prune);
 	if (deltapush_store != NULL)
