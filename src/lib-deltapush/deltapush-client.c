@@ -108,12 +108,7 @@ static void deltapush_client_timeout(struct deltapush_client *client)
 }
 
 static const struct connection_settings deltapush_client_set = {
-	.service_name_in = DELTAPUSH_PROTOCOL_SERVICE_NAME,
-	.service_name_out = DELTAPUSH_PROTOCOL_SERVICE_NAME,
-	.major_version = DELTAPUSH_PROTOCOL_MAJOR_VERSION,
-	.minor_version = DELTAPUSH_PROTOCOL_MINOR_VERSION,
-	.input_max_size = DELTAPUSH_PROTOCOL_MAX_LINE_SIZE,
-	.output_max_size = SIZE_MAX,
+	DELTAPUSH_PROTOCOL_CONNECTION_SETTINGS,
 	.client = TRUE,
 };
 

@@ -11,55 +11,70 @@
    with one line, in order. Every field is tab-escaped (str_tabescape()), so
    values may contain any byte except NUL.
 
+   The mail plugins send:
+
      REGISTER <user> <token>  -> OK <1 if added, 0 if refreshed>
-     LIST <user>              -> OK [<token> ...]   (oldest first)
-     FORGET <user> [<prefix>] -> OK <number of tokens removed>
+     GET <user>               -> OK [<token> ...]   (oldest first)
+     FORGET <user>            -> OK <number of tokens removed>
      NOTIFY <user>            -> OK <number of tokens now due for a push>
 
-   For doveadm and migration tools:
+   doveadm deltapush sends the verb of its command (import-chatmail one
+   IMPORT a token):
 
-     IMPORT <user> <token> <last seen unix time>
-                              -> OK <1 if added, 0 if already known>
-     TOKENS <user>            -> OK [<prefix> <created> <last seen>
+     STATUS                   -> OK [<name> <value> ...]
+     LIST <user>              -> OK [<prefix> <created> <last seen>
                                      <state> <next attempt msecs>
                                      <attempts> ...]   (6 fields a token)
+     FORGET <user> [<prefix>] -> OK <number of tokens removed>
      FLUSH [<user>]           -> OK <number of pushes made due now>
-     STATUS                   -> OK [<name> <value> ...]
+     IMPORT <user> <token> <last seen unix time>
+                              -> OK <1 if added, 0 if already known>
 
    A request the service cannot carry out is answered FAIL <reason>. A line
    that is not a valid request (unknown command, wrong number of fields)
    closes the connection. */
 
 #define DELTAPUSH_PROTOCOL_SERVICE_NAME "deltapush"
-#define DELTAPUSH_PROTOCOL_MAJOR_VERSION 1
+/* 2: LIST became GET, TOKENS became LIST (doveadm deltapush list) */
+#define DELTAPUSH_PROTOCOL_MAJOR_VERSION 2
 #define DELTAPUSH_PROTOCOL_MINOR_VERSION 0
 
+/* The connection_settings both sides share: the handshake and the line
+   size (a designated-initializer list for struct connection_settings) */
+#define DELTAPUSH_PROTOCOL_CONNECTION_SETTINGS \
+	.service_name_in = DELTAPUSH_PROTOCOL_SERVICE_NAME, \
+	.service_name_out = DELTAPUSH_PROTOCOL_SERVICE_NAME, \
+	.major_version = DELTAPUSH_PROTOCOL_MAJOR_VERSION, \
+	.minor_version = DELTAPUSH_PROTOCOL_MINOR_VERSION, \
+	.input_max_size = DELTAPUSH_PROTOCOL_MAX_LINE_SIZE, \
+	.output_max_size = SIZE_MAX
+
 #define DELTAPUSH_PROTOCOL_CMD_REGISTER "REGISTER"
-#define DELTAPUSH_PROTOCOL_CMD_LIST "LIST"
+#define DELTAPUSH_PROTOCOL_CMD_GET "GET"
 #define DELTAPUSH_PROTOCOL_CMD_FORGET "FORGET"
 #define DELTAPUSH_PROTOCOL_CMD_NOTIFY "NOTIFY"
 #define DELTAPUSH_PROTOCOL_CMD_IMPORT "IMPORT"
-#define DELTAPUSH_PROTOCOL_CMD_TOKENS "TOKENS"
+#define DELTAPUSH_PROTOCOL_CMD_LIST "LIST"
 #define DELTAPUSH_PROTOCOL_CMD_FLUSH "FLUSH"
 #define DELTAPUSH_PROTOCOL_CMD_STATUS "STATUS"
 
-/* Fields per token in a TOKENS reply */
-#define DELTAPUSH_PROTOCOL_TOKENS_FIELDS 6
+/* Fields per token in a LIST reply */
+#define DELTAPUSH_PROTOCOL_LIST_FIELDS 6
 
 #define DELTAPUSH_PROTOCOL_REPLY_OK "OK"
 #define DELTAPUSH_PROTOCOL_REPLY_FAIL "FAIL"
 
-/* Longest line either side accepts: 32 tokens of 4096 bytes in a LIST
+/* Longest line either side accepts: 32 tokens of 4096 bytes in a GET
    reply, each possibly escaped, plus the other fields. */
 #define DELTAPUSH_PROTOCOL_MAX_LINE_SIZE (320 * 1024)
 
 enum deltapush_request_type {
 	DELTAPUSH_REQUEST_REGISTER,
-	DELTAPUSH_REQUEST_LIST,
+	DELTAPUSH_REQUEST_GET,
 	DELTAPUSH_REQUEST_FORGET,
 	DELTAPUSH_REQUEST_NOTIFY,
 	DELTAPUSH_REQUEST_IMPORT,
-	DELTAPUSH_REQUEST_TOKENS,
+	DELTAPUSH_REQUEST_LIST,
 	DELTAPUSH_REQUEST_FLUSH,
 	DELTAPUSH_REQUEST_STATUS,
 };

@@ -84,11 +84,11 @@ static void test_deltapush_protocol_request_exact(void)
 	} cases[] = {
 		{ { DELTAPUSH_REQUEST_REGISTER, "bob", "tok", 0 },
 		  "REGISTER\tbob\ttok\n" },
-		{ { DELTAPUSH_REQUEST_LIST, "bob", NULL, 0 }, "LIST\tbob\n" },
+		{ { DELTAPUSH_REQUEST_GET, "bob", NULL, 0 }, "GET\tbob\n" },
 		{ { DELTAPUSH_REQUEST_FORGET, "bob", NULL, 0 }, "FORGET\tbob\n" },
 		{ { DELTAPUSH_REQUEST_NOTIFY, "bob", NULL, 0 }, "NOTIFY\tbob\n" },
 		/* A token given to another command is not sent */
-		{ { DELTAPUSH_REQUEST_LIST, "bob", "tok", 0 }, "LIST\tbob\n" },
+		{ { DELTAPUSH_REQUEST_GET, "bob", "tok", 0 }, "GET\tbob\n" },
 		/* The escaping is str_tabescape()'s, which the other side
 		   (and anyone speaking the protocol by hand) undoes */
 		{ { DELTAPUSH_REQUEST_REGISTER, "a\tb", "c\nd\re\001f", 0 },
@@ -107,7 +107,7 @@ static void test_deltapush_protocol_request_exact(void)
 	str_truncate(str, 0);
 	str_append(str, "X");
 	deltapush_protocol_append_request(str, &cases[1].request);
-	test_assert_strcmp(str_c(str), "XLIST\tbob\n");
+	test_assert_strcmp(str_c(str), "XGET\tbob\n");
 	test_end();
 }
 
@@ -144,7 +144,7 @@ static void test_deltapush_protocol_request_roundtrip(void)
 {
 	static const enum deltapush_request_type types[] = {
 		DELTAPUSH_REQUEST_REGISTER,
-		DELTAPUSH_REQUEST_LIST,
+		DELTAPUSH_REQUEST_GET,
 		DELTAPUSH_REQUEST_FORGET,
 		DELTAPUSH_REQUEST_NOTIFY,
 	};
@@ -209,7 +209,7 @@ static void test_deltapush_protocol_request_stream(void)
 	static const struct deltapush_request requests[] = {
 		{ DELTAPUSH_REQUEST_REGISTER, "alice", "a\r", 0 },
 		{ DELTAPUSH_REQUEST_NOTIFY, "bob\r", NULL, 0 },
-		{ DELTAPUSH_REQUEST_LIST, "line\none", NULL, 0 },
+		{ DELTAPUSH_REQUEST_GET, "line\none", NULL, 0 },
 		{ DELTAPUSH_REQUEST_FORGET, "\n", NULL, 0 },
 		{ DELTAPUSH_REQUEST_REGISTER, "\t", "\r\n", 0 },
 		{ DELTAPUSH_REQUEST_NOTIFY, "last", NULL, 0 },
@@ -255,7 +255,7 @@ static void test_deltapush_protocol_parse_valid(void)
 		enum deltapush_request_type type;
 	} cases[] = {
 		{ { "REGISTER", "u", "t", NULL }, DELTAPUSH_REQUEST_REGISTER },
-		{ { "LIST", "u", NULL, NULL }, DELTAPUSH_REQUEST_LIST },
+		{ { "GET", "u", NULL, NULL }, DELTAPUSH_REQUEST_GET },
 		{ { "FORGET", "u", NULL, NULL }, DELTAPUSH_REQUEST_FORGET },
 		{ { "NOTIFY", "u", NULL, NULL }, DELTAPUSH_REQUEST_NOTIFY },
 	};
@@ -292,8 +292,8 @@ static void test_deltapush_protocol_admin_requests(void)
 		  "FORGET\tbob\topenpgp:ab\n" },
 		{ { DELTAPUSH_REQUEST_IMPORT, "bob", "tok", 1700000000 },
 		  "IMPORT\tbob\ttok\t1700000000\n" },
-		{ { DELTAPUSH_REQUEST_TOKENS, "bob", NULL, 0 },
-		  "TOKENS\tbob\n" },
+		{ { DELTAPUSH_REQUEST_LIST, "bob", NULL, 0 },
+		  "LIST\tbob\n" },
 		{ { DELTAPUSH_REQUEST_FLUSH, "bob", NULL, 0 }, "FLUSH\tbob\n" },
 		{ { DELTAPUSH_REQUEST_FLUSH, NULL, NULL, 0 }, "FLUSH\n" },
 		{ { DELTAPUSH_REQUEST_STATUS, NULL, NULL, 0 }, "STATUS\n" },
@@ -339,15 +339,15 @@ static void test_deltapush_protocol_parse_invalid(void)
 		{ "REGISTER", NULL },
 		{ "REGISTER", "u", NULL },
 		{ "REGISTER", "u", "t", "x", NULL },
-		{ "LIST", NULL },
-		{ "LIST", "u", "t", NULL },
-		{ "LIST", "u", "t", "x", NULL },
+		{ "GET", NULL },
+		{ "GET", "u", "t", NULL },
+		{ "GET", "u", "t", "x", NULL },
 		{ "FORGET", NULL },
 		{ "FORGET", "u", "t", "x", NULL },
 		{ "IMPORT", "u", "t", NULL },
 		{ "IMPORT", "u", "t", "-1", NULL },
 		{ "IMPORT", "u", "t", "x", NULL },
-		{ "TOKENS", NULL },
+		{ "LIST", NULL },
 		{ "FLUSH", "u", "x", NULL },
 		{ "FLUSH", "", NULL },
 		{ "STATUS", "u", NULL },
@@ -356,7 +356,7 @@ static void test_deltapush_protocol_parse_invalid(void)
 		{ "NOTIFY", "u", "", NULL },
 		/* Empty user */
 		{ "REGISTER", "", "t", NULL },
-		{ "LIST", "", NULL },
+		{ "GET", "", NULL },
 		{ "FORGET", "", NULL },
 		{ "NOTIFY", "", NULL },
 	};
@@ -380,14 +380,14 @@ static void test_deltapush_protocol_invalid_lines(void)
 	static const char *const lines[] = {
 		"",
 		"\t",
-		"LIST",
-		"LIST\t",
-		"LIST\tu\t",
+		"GET",
+		"GET\t",
+		"GET\tu\t",
 		"FORGET\t\t",
 		"REGISTER\tu",
 		"REGISTER\t\tt",
 		"REGISTER\tu\tt\t",
-		"LIST u",
+		"GET u",
 	};
 	struct deltapush_request parsed;
 	const char *error;
@@ -459,7 +459,7 @@ static void test_deltapush_protocol_reply_roundtrip(void)
 		test_reply_roundtrip(cases[i].status, cases[i].fields, i);
 	} T_END;
 
-	/* Each value on its own, as a one-token LIST reply */
+	/* Each value on its own, as a one-token GET reply */
 	for (i = 0; i < PROTOCOL_VALUES_COUNT; i++) T_BEGIN {
 		const char *fields[] = { protocol_values[i], NULL };
 
@@ -467,7 +467,7 @@ static void test_deltapush_protocol_reply_roundtrip(void)
 				     100 + i);
 	} T_END;
 
-	/* An empty LIST is just the status */
+	/* An empty GET is just the status */
 	str = t_str_new(32);
 	deltapush_protocol_append_reply(str, DELTAPUSH_PROTOCOL_REPLY_OK,
 					NULL);
@@ -489,7 +489,7 @@ static void test_deltapush_protocol_max_line(void)
 	unsigned int i;
 
 	test_begin("deltapush protocol longest line fits");
-	/* The biggest reply there is: a LIST of the most tokens a user can
+	/* The biggest reply there is: a GET of the most tokens a user can
 	   have, each as long as allowed. Valid tokens need no escaping. */
 	token = t_malloc0(DELTAPUSH_TOKEN_MAX_SIZE + 1);
 	memset(token, '~', DELTAPUSH_TOKEN_MAX_SIZE);

@@ -112,7 +112,7 @@ deltapush_attribute_token_get(struct mailbox *box,
 			      struct mail_attribute_value *value_r)
 {
 	struct deltapush_request request = {
-		.type = DELTAPUSH_REQUEST_LIST,
+		.type = DELTAPUSH_REQUEST_GET,
 		.user = box->storage->user->username,
 	};
 	const char *const *fields;

@@ -165,7 +165,7 @@ static bool doveadm_deltapush_get_user(struct doveadm_cmd_context *cctx,
 static void cmd_deltapush_list(struct doveadm_cmd_context *cctx)
 {
 	struct deltapush_request request = {
-		.type = DELTAPUSH_REQUEST_TOKENS,
+		.type = DELTAPUSH_REQUEST_LIST,
 	};
 	const char *const *fields;
 	unsigned int i, count;
@@ -184,8 +184,8 @@ static void cmd_deltapush_list(struct doveadm_cmd_context *cctx)
 	doveadm_print_header_simple("failed_attempts");
 
 	count = str_array_length(fields);
-	for (i = 0; i + DELTAPUSH_PROTOCOL_TOKENS_FIELDS <= count;
-	     i += DELTAPUSH_PROTOCOL_TOKENS_FIELDS) {
+	for (i = 0; i + DELTAPUSH_PROTOCOL_LIST_FIELDS <= count;
+	     i += DELTAPUSH_PROTOCOL_LIST_FIELDS) {
 		uint64_t due = strtoull(fields[i + 4], NULL, 10);
 
 		doveadm_print(fields[i]);

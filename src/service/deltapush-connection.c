@@ -222,8 +222,8 @@ deltapush_connection_register(struct deltapush_connection *client,
 				    ret > 0 ? "1" : "0");
 }
 
-static void deltapush_connection_list(struct deltapush_connection *client,
-				      const struct deltapush_request *request)
+static void deltapush_connection_get(struct deltapush_connection *client,
+				     const struct deltapush_request *request)
 {
 	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(deltapush_store_token) tokens;
@@ -358,8 +358,8 @@ deltapush_connection_state_name(const struct deltapush_push_state *state)
 	return state->attempts > 0 ? "retrying" : "pending";
 }
 
-static void deltapush_connection_tokens(struct deltapush_connection *client,
-					const struct deltapush_request *request)
+static void deltapush_connection_list(struct deltapush_connection *client,
+				      const struct deltapush_request *request)
 {
 	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(deltapush_store_token) tokens;
@@ -378,7 +378,7 @@ static void deltapush_connection_tokens(struct deltapush_connection *client,
 		return;
 	}
 	t_array_init(&fields, array_count(&tokens) *
-		     DELTAPUSH_PROTOCOL_TOKENS_FIELDS + 1);
+		     DELTAPUSH_PROTOCOL_LIST_FIELDS + 1);
 	array_foreach(&tokens, token) {
 		if (!deltapush_sender_get_state(conns->sender, token->id,
 						&state))
@@ -506,7 +506,7 @@ deltapush_connection_request_allowed(struct deltapush_connection *client,
 
 	switch (request->type) {
 	case DELTAPUSH_REQUEST_REGISTER:
-	case DELTAPUSH_REQUEST_LIST:
+	case DELTAPUSH_REQUEST_GET:
 	case DELTAPUSH_REQUEST_NOTIFY:
 		return TRUE;
 	case DELTAPUSH_REQUEST_FORGET:
@@ -514,7 +514,7 @@ deltapush_connection_request_allowed(struct deltapush_connection *client,
 			return TRUE;
 		break;
 	case DELTAPUSH_REQUEST_IMPORT:
-	case DELTAPUSH_REQUEST_TOKENS:
+	case DELTAPUSH_REQUEST_LIST:
 	case DELTAPUSH_REQUEST_FLUSH:
 	case DELTAPUSH_REQUEST_STATUS:
 		break;
@@ -571,8 +571,8 @@ static int deltapush_connection_input_args(struct connection *conn,
 	case DELTAPUSH_REQUEST_IMPORT:
 		deltapush_connection_register(client, &request);
 		break;
-	case DELTAPUSH_REQUEST_TOKENS:
-		deltapush_connection_tokens(client, &request);
+	case DELTAPUSH_REQUEST_LIST:
+		deltapush_connection_list(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_FLUSH:
 		deltapush_connection_flush(client, &request);
@@ -580,8 +580,8 @@ static int deltapush_connection_input_args(struct connection *conn,
 	case DELTAPUSH_REQUEST_STATUS:
 		deltapush_connection_status(client);
 		break;
-	case DELTAPUSH_REQUEST_LIST:
-		deltapush_connection_list(client, &request);
+	case DELTAPUSH_REQUEST_GET:
+		deltapush_connection_get(client, &request);
 		break;
 	case DELTAPUSH_REQUEST_FORGET:
 		deltapush_connection_forget(client, &request);
@@ -645,12 +645,7 @@ static void deltapush_connection_destroy(struct connection *conn)
 }
 
 static const struct connection_settings deltapush_connection_set = {
-	.service_name_in = DELTAPUSH_PROTOCOL_SERVICE_NAME,
-	.service_name_out = DELTAPUSH_PROTOCOL_SERVICE_NAME,
-	.major_version = DELTAPUSH_PROTOCOL_MAJOR_VERSION,
-	.minor_version = DELTAPUSH_PROTOCOL_MINOR_VERSION,
-	.input_max_size = DELTAPUSH_PROTOCOL_MAX_LINE_SIZE,
-	.output_max_size = SIZE_MAX,
+	DELTAPUSH_PROTOCOL_CONNECTION_SETTINGS,
 	.input_idle_timeout_secs = DELTAPUSH_CONNECTION_IDLE_TIMEOUT_SECS,
 	.client = FALSE,
 };
