@@ -12,8 +12,7 @@
 #include "deltapush-settings.h"
 #include "deltapush-protocol.h"
 #include "deltapush-token.h"
-#include "deltapush-store.h"
-#include "deltapush-sender.h"
+#include "deltapush-db.h"
 #include "deltapush-connection.h"
 
 #include <unistd.h>
@@ -28,10 +27,7 @@
 
 struct deltapush_connections {
 	const struct deltapush_settings *set;
-	struct deltapush_store *store;
-	struct deltapush_sender *sender;
-	deltapush_connections_db_check_t *db_check;
-	char *unavailable_reason;
+	struct deltapush_db *db;
 	struct event *event;
 	struct connection_list *clients;
 	/* Clients whose reply waits for the group commit */
@@ -105,8 +101,7 @@ static bool deltapush_connection_hold(struct deltapush_connection *client)
 	client->holding = FALSE;
 	if (client->held_reply == NULL || str_len(client->held_reply) == 0)
 		return FALSE;
-	if (conns->store == NULL ||
-	    !deltapush_store_group_is_open(conns->store)) {
+	if (!deltapush_db_group_is_open(conns->db)) {
 		/* Nothing was written (e.g. an invalid token) */
 		o_stream_nsend(client->conn.output,
 			       str_data(client->held_reply),
@@ -115,7 +110,7 @@ static bool deltapush_connection_hold(struct deltapush_connection *client)
 		return FALSE;
 	}
 	if (array_count(&conns->held) == 0) {
-		deltapush_store_group_add_callback(conns->store,
+		deltapush_db_group_add_callback(conns->db,
 			deltapush_connection_held_committed, conns);
 	}
 	array_push_back(&conns->held, &client);
@@ -182,15 +177,9 @@ deltapush_connection_register(struct deltapush_connection *client,
 		return;
 	}
 	t_array_init(&evicted, 2);
-	/* The client is told the token is stored once the group commit of
-	   this pass is on disk */
-	ret = deltapush_store_group_join(conns->store, TRUE, &error);
-	if (ret == 0) {
-		ret = deltapush_store_register(conns->store, request->user,
-				request->token, now,
-				DELTAPUSH_TOKENS_MAX_PER_USER,
-				pool_datastack_create(), &evicted, &error);
-	}
+	ret = deltapush_db_register(conns->db, request->user, request->token,
+				    now, pool_datastack_create(), &evicted,
+				    &error);
 	if (ret < 0) {
 		deltapush_connection_fail(client, "Registration", request->user,
 					  error);
@@ -232,10 +221,9 @@ static void deltapush_connection_get(struct deltapush_connection *client,
 	const char *error;
 
 	t_array_init(&tokens, 8);
-	if (deltapush_store_list(conns->store, request->user,
-				 ioloop_time - conns->set->token_ttl_secs,
-				 pool_datastack_create(), &tokens,
-				 &error) < 0) {
+	if (deltapush_db_get_tokens(conns->db, request->user,
+				    pool_datastack_create(), &tokens,
+				    &error) < 0) {
 		deltapush_connection_fail(client, "Token lookup", request->user,
 					  error);
 		return;
@@ -248,80 +236,51 @@ static void deltapush_connection_get(struct deltapush_connection *client,
 				   array_front(&fields));
 }
 
+static void
+deltapush_connection_forget_ambiguous(struct deltapush_connection *client,
+				      const char *user, unsigned int count)
+{
+	/* An operator's typo, not a failure of the service */
+	e_info(client->conn.event, "Not forgetting tokens of user %s: "
+	       "the id matches %u tokens", user, count);
+	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_FAIL,
+		t_strdup_printf("Token id matches %u tokens; give "
+				"the whole token", count));
+}
+
 /* Remove the user's tokens, or the one given by its id (or whole). Each
    removed token is its own event, so metrics count tokens, not
    requests. */
 static void deltapush_connection_forget(struct deltapush_connection *client,
 					const struct deltapush_request *request)
 {
-	struct deltapush_connections *conns = client->conns;
-	ARRAY_TYPE(deltapush_store_token) tokens;
+	ARRAY_TYPE(deltapush_store_token) removed;
 	const struct deltapush_store_token *token;
-	ARRAY(const struct deltapush_store_token *) removed;
-	const struct deltapush_store_token *const *tokenp;
 	struct event_passthrough *e;
 	const char *error;
-	unsigned int count;
-	int ret = 0;
+	int ret;
 
-	t_array_init(&tokens, 8);
 	t_array_init(&removed, 8);
-	if (deltapush_store_group_join(conns->store, TRUE, &error) < 0 ||
-	    deltapush_store_savepoint(conns->store, &error) < 0) {
+	ret = deltapush_db_forget(client->conns->db, request->user,
+				  request->token, pool_datastack_create(),
+				  &removed, &error);
+	if (ret == -2) {
+		deltapush_connection_forget_ambiguous(client, request->user,
+						      array_count(&removed));
+		return;
+	}
+	if (ret < 0) {
 		deltapush_connection_fail(client, "Forgetting tokens",
 					  request->user, error);
 		return;
 	}
-	if (deltapush_store_list(conns->store, request->user, 0,
-				 pool_datastack_create(), &tokens,
-				 &error) < 0)
-		ret = -1;
-	else array_foreach(&tokens, token) {
-		if (request->token == NULL ||
-		    strcmp(token->token, request->token) == 0 ||
-		    strcasecmp(deltapush_token_id(token->token),
-			       request->token) == 0)
-			array_push_back(&removed, &token);
-	}
-	if (ret == 0 && request->token != NULL && array_count(&removed) > 1) {
-		deltapush_store_rollback_to(conns->store);
-		/* An operator's typo, not a failure of the service */
-		e_info(client->conn.event, "Not forgetting tokens of user %s: "
-		       "the id matches %u tokens", request->user,
-		       array_count(&removed));
-		deltapush_connection_reply1(client,
-			DELTAPUSH_PROTOCOL_REPLY_FAIL,
-			t_strdup_printf("Token id matches %u tokens; give "
-					"the whole token",
-					array_count(&removed)));
-		return;
-	}
-	if (ret == 0 && request->token == NULL) {
-		ret = deltapush_store_forget(conns->store, request->user,
-					     &count, &error);
-	} else if (ret == 0) array_foreach(&removed, tokenp) {
-		if (deltapush_store_remove(conns->store, (*tokenp)->id,
-					   &error) < 0) {
-			ret = -1;
-			break;
-		}
-	}
-	if (ret < 0)
-		deltapush_store_rollback_to(conns->store);
-	/* a failed release has rolled back already */
-	if (ret < 0 || deltapush_store_release(conns->store, &error) < 0) {
-		deltapush_connection_fail(client, "Forgetting tokens",
-					  request->user, error);
-		return;
-	}
-	array_foreach(&removed, tokenp) {
+	array_foreach(&removed, token) {
 		e = deltapush_connection_event(client,
 				"deltapush_token_removed",
-				request->user, (*tokenp)->token)->
+				request->user, token->token)->
 			add_str("reason", "unset")->add_int("count", 1);
 		e_debug(e->event(), "Forgot token %s of user %s",
-			deltapush_token_id((*tokenp)->token),
-			request->user);
+			deltapush_token_id(token->token), request->user);
 	}
 	e_info(client->conn.event, "Forgot %u token(s) of user %s",
 	       array_count(&removed), request->user);
@@ -335,8 +294,7 @@ static void deltapush_connection_notify(struct deltapush_connection *client,
 	const char *error;
 	int count;
 
-	count = deltapush_sender_notify(client->conns->sender, request->user,
-					&error);
+	count = deltapush_db_notify(client->conns->db, request->user, &error);
 	if (count < 0) {
 		deltapush_connection_fail(client, "Recording new mail",
 					  request->user, error);
@@ -369,10 +327,9 @@ static void deltapush_connection_list(struct deltapush_connection *client,
 	const char *error, *value;
 
 	t_array_init(&tokens, 8);
-	if (deltapush_store_list(conns->store, request->user,
-				 ioloop_time - conns->set->token_ttl_secs,
-				 pool_datastack_create(), &tokens,
-				 &error) < 0) {
+	if (deltapush_db_get_tokens(conns->db, request->user,
+				    pool_datastack_create(), &tokens,
+				    &error) < 0) {
 		deltapush_connection_fail(client, "Token listing",
 					  request->user, error);
 		return;
@@ -380,9 +337,7 @@ static void deltapush_connection_list(struct deltapush_connection *client,
 	t_array_init(&fields, array_count(&tokens) *
 		     DELTAPUSH_PROTOCOL_LIST_FIELDS + 1);
 	array_foreach(&tokens, token) {
-		if (!deltapush_sender_get_state(conns->sender, token->id,
-						&state))
-			state = token->state;
+		deltapush_db_get_push_state(conns->db, token, &state);
 		value = deltapush_token_id(token->token);
 		array_push_back(&fields, &value);
 		value = dec2str(token->created);
@@ -407,8 +362,7 @@ static void deltapush_connection_flush(struct deltapush_connection *client,
 	const char *error;
 	int count;
 
-	count = deltapush_sender_flush(client->conns->sender, request->user,
-				       &error);
+	count = deltapush_db_flush(client->conns->db, request->user, &error);
 	if (count < 0) {
 		deltapush_connection_fail(client, "Flushing pushes",
 					  request->user == NULL ? "(all)" :
@@ -437,11 +391,11 @@ static void deltapush_connection_status(struct deltapush_connection *client)
 		ioloop_timeval.tv_usec / 1000;
 	const char *error;
 
-	if (deltapush_store_get_stats(conns->store, &stats, &error) < 0) {
+	if (deltapush_db_get_status(conns->db, &stats, &status,
+				    &error) < 0) {
 		deltapush_connection_fail(client, "Status", "(all)", error);
 		return;
 	}
-	deltapush_sender_get_status(conns->sender, &status);
 	deltapush_connection_status_reply(client, &stats, &status, now);
 }
 
@@ -544,22 +498,15 @@ static int deltapush_connection_input_args(struct connection *conn,
 					    "Permission denied");
 		return 1;
 	}
-	/* Never acknowledge a write into a database file that was removed
-	   meanwhile: it would be gone at the next start. Without a database,
-	   try to open it now: the previous process may just have let it go
-	   (doveadm reload), and the request would fail for nothing. */
-	client->conns->db_check();
-	/* Reads of push state must see how finished pushes ended (NOTIFY
-	   does this inside its own transaction). */
-	if (client->conns->sender != NULL &&
-	    request.type != DELTAPUSH_REQUEST_NOTIFY)
-		deltapush_sender_sync(client->conns->sender);
-	if (client->conns->store == NULL) {
+	/* NOTIFY writes the finished pushes' outcomes inside its own
+	   transaction; the rest read push state after they are written. */
+	if (!deltapush_db_request_begin(client->conns->db,
+					request.type != DELTAPUSH_REQUEST_NOTIFY,
+					&error)) {
 		/* Logged where the database failed, not per request. */
 		deltapush_connection_reply1(client,
 			DELTAPUSH_PROTOCOL_REPLY_FAIL,
-			t_strdup_printf("Database unavailable: %s",
-					client->conns->unavailable_reason));
+			t_strdup_printf("Database unavailable: %s", error));
 		return 1;
 	}
 	client->holding = request.type == DELTAPUSH_REQUEST_REGISTER ||
@@ -668,31 +615,15 @@ void deltapush_connection_create(struct deltapush_connections *conns,
 	master_service_client_connection_accept(mconn);
 }
 
-void deltapush_connections_set_backend(struct deltapush_connections *conns,
-				       struct deltapush_store *store,
-				       struct deltapush_sender *sender,
-				       const char *unavailable_reason)
-{
-	i_assert((store == NULL) == (sender == NULL));
-	i_assert(store != NULL || unavailable_reason != NULL);
-
-	conns->store = store;
-	conns->sender = sender;
-	i_free(conns->unavailable_reason);
-	conns->unavailable_reason = i_strdup(unavailable_reason);
-}
-
 struct deltapush_connections *
 deltapush_connections_init(const struct deltapush_settings *set,
-			   deltapush_connections_db_check_t *db_check,
-			   struct event *event_parent)
+			   struct deltapush_db *db, struct event *event_parent)
 {
 	struct deltapush_connections *conns;
 
 	conns = i_new(struct deltapush_connections, 1);
 	conns->set = set;
-	conns->db_check = db_check;
-	conns->unavailable_reason = i_strdup("Not opened yet");
+	conns->db = db;
 	conns->event = event_create(event_parent);
 	event_add_category(conns->event, &event_category_deltapush);
 	i_array_init(&conns->held, 16);
@@ -708,7 +639,6 @@ void deltapush_connections_deinit(struct deltapush_connections **_conns)
 	*_conns = NULL;
 	connection_list_deinit(&conns->clients);
 	array_free(&conns->held);
-	i_free(conns->unavailable_reason);
 	event_unref(&conns->event);
 	i_free(conns);
 }
