@@ -18,6 +18,10 @@
 
 /* How many pending pushes to read from the store at a time at startup. */
 #define DELTAPUSH_SENDER_LOAD_BATCH 1000
+/* Retry writing push states, or reading a due token, after a failure */
+#define DELTAPUSH_SENDER_RETRY_MSECS 1000
+/* The longest the send timer is armed for; it is armed again then */
+#define DELTAPUSH_SENDER_MAX_TIMER_MSECS (3600 * 1000)
 
 /* A token with a push due or on the wire. */
 struct deltapush_pending {
@@ -174,7 +178,8 @@ static void deltapush_sender_dirty_committed(int ret, const char *error,
 		sender->dirty_written = 0;
 		if (sender->to_sync == NULL) {
 			sender->to_sync = timeout_add_to(io_loop_get_root(),
-				1000, deltapush_sender_sync, sender);
+				DELTAPUSH_SENDER_RETRY_MSECS,
+				deltapush_sender_sync, sender);
 		}
 		return;
 	}
@@ -229,7 +234,8 @@ void deltapush_sender_sync(struct deltapush_sender *sender)
 	} else {
 		return;
 	}
-	sender->to_sync = timeout_add_to(io_loop_get_root(), 1000,
+	sender->to_sync = timeout_add_to(io_loop_get_root(),
+					 DELTAPUSH_SENDER_RETRY_MSECS,
 					 deltapush_sender_sync, sender);
 }
 
@@ -276,24 +282,22 @@ static bool deltapush_sender_gone_allowed(struct deltapush_sender *sender)
 	return FALSE;
 }
 
-static void
-deltapush_sender_finish(struct deltapush_sender *sender,
-			struct deltapush_pending *pend,
-			const struct deltapush_http_result *result)
+/* Log the push's outcome. Returns the error to record for a failure
+   that is retried or dropped, NULL otherwise. */
+static const char *
+deltapush_sender_finish_log(struct deltapush_sender *sender,
+			    struct deltapush_pending *pend,
+			    const struct deltapush_http_result *result,
+			    bool gone)
 {
-	enum deltapush_schedule_outcome outcome;
-	uint64_t now = deltapush_now_msecs();
 	const char *error = NULL;
 	struct event_passthrough *e;
-	bool gone;
-	int ret;
 
 	e = deltapush_sender_event(sender, "deltapush_push_finished",
 				   pend->user, pend->token_id)->
 		add_int("status", result->status)->
 		add_int("attempt", pend->state.attempts + 1)->
 		add_int("duration_usecs", result->duration_usecs);
-	gone = result->status == 410 && deltapush_sender_gone_allowed(sender);
 	if (result->status != 200 && !gone) {
 		error = result->error != NULL ? result->error :
 			t_strdup_printf("HTTP status %u", result->status);
@@ -305,51 +309,70 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	e_debug(e->event(), "Push to token %s of user %s finished: "
 		"status %u in %llu us", pend->token_id, pend->user,
 		result->status, (unsigned long long)result->duration_usecs);
+	return error;
+}
 
-	if (sender->store == NULL) {
-		/* Draining after the store was given up (shutdown, doveadm
-		   reload): the push stays due in the database, so the next
-		   process sends it again, and a failure or a 410 is seen
-		   again then. A success is kept for
-		   deltapush_sender_reattach(), which can save it when no new
-		   process has the database yet (a plain stop). */
-		if (result->status == 200) {
-			(void)deltapush_schedule_finished(&sender->sched_set,
-				&pend->state, now, TRUE);
-			deltapush_sender_save(sender, pend);
-		}
-		pend->state.in_flight = FALSE;
-		return;
+/* Draining after the store was given up (shutdown, doveadm reload): the
+   push stays due in the database, so the next process sends it again,
+   and a failure or a 410 is seen again then. A success is kept for
+   deltapush_sender_reattach(), which can save it when no new process has
+   the database yet (a plain stop). */
+static void
+deltapush_sender_finish_detached(struct deltapush_sender *sender,
+				 struct deltapush_pending *pend,
+				 const struct deltapush_http_result *result,
+				 uint64_t now)
+{
+	if (result->status == 200) {
+		(void)deltapush_schedule_finished(&sender->sched_set,
+						  &pend->state, now, TRUE);
+		deltapush_sender_save(sender, pend);
 	}
-	if (gone) {
-		/* The proxy says the token can never be delivered again. */
-		ret = deltapush_store_group_join(sender->store, FALSE, &error);
-		if (ret == 0)
-			ret = deltapush_store_remove(sender->store, pend->id,
-						     &error);
-		if (ret < 0) {
-			e_error(sender->event, "Couldn't remove the expired "
-				"token %s of user %s: %s", pend->token_id,
-				pend->user, error);
-		} else {
-			e = deltapush_sender_event(sender,
-				"deltapush_token_removed", pend->user,
-				pend->token_id)->
-				add_str("reason", "gone")->add_int("count", 1);
-			e_info(e->event(), "Removed token %s of user %s: "
-			       "the notification proxy reports it gone (410)",
-			       pend->token_id, pend->user);
-		}
-		pend->state.in_flight = FALSE;
-		pend->state.due_msecs = 0;
-		deltapush_pending_update(sender, pend);
-		return;
+	pend->state.in_flight = FALSE;
+}
+
+/* The proxy says the token can never be delivered again. */
+static void deltapush_sender_finish_gone(struct deltapush_sender *sender,
+					 struct deltapush_pending *pend)
+{
+	struct event_passthrough *e;
+	const char *error;
+	int ret;
+
+	ret = deltapush_store_group_join(sender->store, FALSE, &error);
+	if (ret == 0)
+		ret = deltapush_store_remove(sender->store, pend->id, &error);
+	if (ret < 0) {
+		e_error(sender->event, "Couldn't remove the expired "
+			"token %s of user %s: %s", pend->token_id,
+			pend->user, error);
+	} else {
+		e = deltapush_sender_event(sender, "deltapush_token_removed",
+					   pend->user, pend->token_id)->
+			add_str("reason", "gone")->add_int("count", 1);
+		e_info(e->event(), "Removed token %s of user %s: "
+		       "the notification proxy reports it gone (410)",
+		       pend->token_id, pend->user);
 	}
+	pend->state.in_flight = FALSE;
+	pend->state.due_msecs = 0;
+	deltapush_pending_update(sender, pend);
+}
+
+/* Done, retried later or dropped, as the schedule says. */
+static void
+deltapush_sender_finish_scheduled(struct deltapush_sender *sender,
+				  struct deltapush_pending *pend,
+				  const struct deltapush_http_result *result,
+				  const char *error, uint64_t now)
+{
+	enum deltapush_schedule_outcome outcome;
+	struct event_passthrough *e;
 
 	outcome = deltapush_schedule_finished(&sender->sched_set, &pend->state,
 					      now, result->status == 200);
 	if (result->status == 200) {
-		/* success: logged at debug level above */
+		/* success: logged at debug level already */
 	} else if (outcome == DELTAPUSH_SCHEDULE_DROPPED) {
 		e = deltapush_sender_event(sender, "deltapush_push_dropped",
 					   pend->user, pend->token_id)->
@@ -367,6 +390,27 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 	}
 	deltapush_sender_save(sender, pend);
 	deltapush_pending_update(sender, pend);
+}
+
+static void
+deltapush_sender_finish(struct deltapush_sender *sender,
+			struct deltapush_pending *pend,
+			const struct deltapush_http_result *result)
+{
+	uint64_t now = deltapush_now_msecs();
+	const char *error;
+	bool gone;
+
+	gone = result->status == 410 && deltapush_sender_gone_allowed(sender);
+	error = deltapush_sender_finish_log(sender, pend, result, gone);
+	if (sender->store == NULL)
+		deltapush_sender_finish_detached(sender, pend, result, now);
+	else if (gone)
+		deltapush_sender_finish_gone(sender, pend);
+	else {
+		deltapush_sender_finish_scheduled(sender, pend, result, error,
+						  now);
+	}
 }
 
 static void deltapush_sender_http_callback(const struct deltapush_http_result *result,
@@ -471,7 +515,8 @@ static void deltapush_sender_run(struct deltapush_sender *sender)
 		}
 		if (pend->state.due_msecs > now) {
 			sender->to = timeout_add_short_to(io_loop_get_root(),
-				I_MIN(pend->state.due_msecs - now, 3600*1000),
+				I_MIN(pend->state.due_msecs - now,
+				      DELTAPUSH_SENDER_MAX_TIMER_MSECS),
 				deltapush_sender_timeout, sender);
 			return;
 		}
@@ -481,25 +526,96 @@ static void deltapush_sender_run(struct deltapush_sender *sender)
 				/* A read error leaves it due: retry soon
 				   rather than spin on it. */
 				if (pend->state.due_msecs != 0)
-					pend->state.due_msecs = now + 1000;
+					pend->state.due_msecs = now +
+						DELTAPUSH_SENDER_RETRY_MSECS;
 				deltapush_pending_update(sender, pend);
 			}
 		} T_END;
 	}
 }
 
+/* Inside the open savepoint: write the finished pushes' outcomes (the
+   store must know how earlier pushes ended before their tokens' state is
+   read from it), then the trigger into each of the user's live tokens.
+   The new states go to states[], memory is not changed yet. */
+static int
+deltapush_sender_notify_write(struct deltapush_sender *sender,
+			      const char *user, uint64_t now,
+			      ARRAY_TYPE(deltapush_store_token) *tokens,
+			      struct deltapush_push_state **states_r,
+			      bool **folded_r, const char **error_r)
+{
+	const struct deltapush_store_token *token;
+	struct deltapush_pending *pend;
+	struct deltapush_push_state *states;
+	unsigned int i, count;
+	bool *folded;
+
+	if (deltapush_sender_write_states(sender, error_r) < 0 ||
+	    deltapush_store_list(sender->store, user,
+				 ioloop_time - sender->set->token_ttl_secs,
+				 pool_datastack_create(), tokens, error_r) < 0)
+		return -1;
+	count = array_count(tokens);
+	*states_r = states = t_new(struct deltapush_push_state, count + 1);
+	*folded_r = folded = t_new(bool, count + 1);
+	for (i = 0; i < count; i++) {
+		token = array_idx(tokens, i);
+		pend = deltapush_pending_lookup(sender, token->id);
+		states[i] = pend != NULL ? pend->state : token->state;
+		folded[i] = deltapush_schedule_trigger(&sender->sched_set,
+						       &states[i], now);
+		if (deltapush_store_update_state(sender->store, token->id,
+						 &states[i], error_r) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* After the savepoint holds them: move memory on to the new states.
+   Returns how many triggers were folded into pending pushes. */
+static unsigned int
+deltapush_sender_notify_apply(struct deltapush_sender *sender,
+			      const char *user,
+			      const ARRAY_TYPE(deltapush_store_token) *tokens,
+			      const struct deltapush_push_state *states,
+			      const bool *folded)
+{
+	const struct deltapush_store_token *token;
+	struct deltapush_pending *pend;
+	struct event_passthrough *e;
+	unsigned int i, count = array_count(tokens), coalesced = 0;
+
+	for (i = 0; i < count; i++) {
+		token = array_idx(tokens, i);
+		pend = deltapush_pending_lookup(sender, token->id);
+		if (pend == NULL)
+			(void)deltapush_pending_add(sender, token->id, &states[i]);
+		else {
+			pend->state = states[i];
+			deltapush_pending_update(sender, pend);
+		}
+		if (!folded[i])
+			continue;
+		coalesced++;
+		e = deltapush_sender_event(sender, "deltapush_push_coalesced",
+					   user, deltapush_token_id(token->token));
+		e_debug(e->event(), "New mail for user %s folded into "
+			"the pending push of token %s", user,
+			deltapush_token_id(token->token));
+	}
+	return coalesced;
+}
+
 int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			    const char **error_r)
 {
 	ARRAY_TYPE(deltapush_store_token) tokens;
-	struct deltapush_store_token *token;
-	struct deltapush_pending *pend;
 	struct deltapush_push_state *states;
 	struct event_passthrough *e;
 	uint64_t now = deltapush_now_msecs();
-	unsigned int i, count, coalesced = 0, old_written;
+	unsigned int count, coalesced, old_written;
 	bool *folded;
-	int ret = 0;
 
 	t_array_init(&tokens, 8);
 	/* The mail process is told the trigger is recorded once the group
@@ -507,34 +623,9 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	if (deltapush_store_group_join(sender->store, TRUE, error_r) < 0 ||
 	    deltapush_store_savepoint(sender->store, error_r) < 0)
 		return -1;
-	/* The store must know how earlier pushes ended before their tokens'
-	   state is read from it. */
 	old_written = sender->dirty_written;
-	if (deltapush_sender_write_states(sender, error_r) < 0 ||
-	    deltapush_store_list(sender->store, user,
-				 ioloop_time - sender->set->token_ttl_secs,
-				 pool_datastack_create(), &tokens, error_r) < 0) {
-		deltapush_store_rollback_to(sender->store);
-		sender->dirty_written = old_written;
-		return -1;
-	}
-	/* Work on copies: memory changes only once the savepoint holds them. */
-	count = array_count(&tokens);
-	states = t_new(struct deltapush_push_state, count + 1);
-	folded = t_new(bool, count + 1);
-	for (i = 0; i < count; i++) {
-		token = array_idx_modifiable(&tokens, i);
-		pend = deltapush_pending_lookup(sender, token->id);
-		states[i] = pend != NULL ? pend->state : token->state;
-		folded[i] = deltapush_schedule_trigger(&sender->sched_set,
-						       &states[i], now);
-		if (deltapush_store_update_state(sender->store, token->id,
-						 &states[i], error_r) < 0) {
-			ret = -1;
-			break;
-		}
-	}
-	if (ret < 0) {
+	if (deltapush_sender_notify_write(sender, user, now, &tokens,
+					  &states, &folded, error_r) < 0) {
 		deltapush_store_rollback_to(sender->store);
 		sender->dirty_written = old_written;
 		return -1;
@@ -545,25 +636,9 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	}
 	/* Memory moves on now: if the commit fails, the worst is a push
 	   for a trigger that was answered FAIL. */
-	for (i = 0; i < count; i++) {
-		token = array_idx_modifiable(&tokens, i);
-		pend = deltapush_pending_lookup(sender, token->id);
-		if (pend == NULL)
-			(void)deltapush_pending_add(sender, token->id, &states[i]);
-		else {
-			pend->state = states[i];
-			deltapush_pending_update(sender, pend);
-		}
-		if (folded[i]) {
-			coalesced++;
-			e = deltapush_sender_event(sender,
-				"deltapush_push_coalesced", user,
-				deltapush_token_id(token->token));
-			e_debug(e->event(), "New mail for user %s folded into "
-				"the pending push of token %s", user,
-				deltapush_token_id(token->token));
-		}
-	}
+	count = array_count(&tokens);
+	coalesced = deltapush_sender_notify_apply(sender, user, &tokens,
+						  states, folded);
 	e = deltapush_sender_event(sender, "deltapush_trigger", user, NULL)->
 		add_int("tokens", count)->add_int("coalesced", coalesced);
 	e_debug(e->event(), "New mail for user %s: %u token(s), %u folded "
