@@ -5,11 +5,8 @@
 #include "str.h"
 #include "unichar.h"
 #include "deltapush-json.h"
-#include "eacces-error.h"
 #include "deltapush-appversions.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 /* The document is a short list of versions; a bigger file is a mistake,
    and the value is sent to every client that asks for it. */
@@ -158,23 +155,10 @@ int deltapush_appversions_read(const char *path, pool_t pool,
 	string_t *json;
 	const char *error;
 	size_t size;
-	int fd, ret;
 
-	fd = open(path, O_RDONLY);
-	if (fd == -1) {
-		if (errno == EACCES)
-			*error_r = eacces_error_get("open", path);
-		else {
-			*error_r = t_strdup_printf("open(%s) failed: %m",
-						   path);
-		}
-		return -1;
-	}
 	buf = t_malloc_no0(buf_size);
-	ret = deltapush_read_fd(fd, path, buf, buf_size, &size,
-					    error_r);
-	i_close_fd(&fd);
-	if (ret < 0)
+	if (deltapush_read_file(path, buf, buf_size, &size, NULL,
+				error_r) <= 0)
 		return -1;
 
 	if (size > DELTAPUSH_APPVERSIONS_MAX_SIZE) {

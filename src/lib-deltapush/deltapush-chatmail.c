@@ -5,12 +5,9 @@
 #include "array.h"
 #include "str.h"
 #include "deltapush-json.h"
-#include "eacces-error.h"
 #include "deltapush-token.h"
 #include "deltapush-chatmail.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <sys/stat.h>
 
 #define DELTAPUSH_CHATMAIL_DEVICETOKEN_KEY "devicetoken"
@@ -298,38 +295,12 @@ int deltapush_chatmail_read(const char *path, pool_t pool,
 	const char *error;
 	struct stat st;
 	size_t size;
-	int fd, ret;
+	int ret;
 
-	fd = open(path, O_RDONLY);
-	if (fd == -1) {
-		if (errno == ENOENT)
-			return 0;
-		if (errno == EACCES)
-			*error_r = eacces_error_get("open", path);
-		else {
-			*error_r = t_strdup_printf("open(%s) failed: %m",
-						   path);
-		}
-		return -1;
-	}
-	if (fstat(fd, &st) < 0) {
-		*error_r = t_strdup_printf("fstat(%s) failed: %m", path);
-		i_close_fd(&fd);
-		return -1;
-	}
-	if (st.st_size > DELTAPUSH_CHATMAIL_MAX_FILE_SIZE) {
-		*error_r = t_strdup_printf("%s is too large (max %u bytes)",
-					   path,
-					   DELTAPUSH_CHATMAIL_MAX_FILE_SIZE);
-		i_close_fd(&fd);
-		return -1;
-	}
 	buf = t_malloc_no0(buf_size);
-	ret = deltapush_read_fd(fd, path, buf, buf_size, &size,
-					 error_r);
-	i_close_fd(&fd);
-	if (ret < 0)
-		return -1;
+	ret = deltapush_read_file(path, buf, buf_size, &size, &st, error_r);
+	if (ret <= 0)
+		return ret;
 	if (size > DELTAPUSH_CHATMAIL_MAX_FILE_SIZE) {
 		*error_r = t_strdup_printf("%s is too large (max %u bytes)",
 					   path,

@@ -8,12 +8,16 @@
 
 extern struct event_category event_category_deltapush;
 
-/* Read fd until EOF or until buf_size bytes are in buf (files that must
-   stay small are read with one byte of room more than allowed, to notice
-   an oversized one). st_size is not trusted: the file may be special or
-   being rewritten. Returns 0 with the size read, or -1 with error_r
-   naming path. */
-int deltapush_read_fd(int fd, const char *path, unsigned char *buf,
-		      size_t buf_size, size_t *size_r, const char **error_r);
+struct stat;
+
+/* Read the file at path until EOF or until buf_size bytes are in buf
+   (files that must stay small are read with one byte of room more than
+   allowed, to notice an oversized one). st_size is not trusted: the file
+   may be special or being rewritten. st_r (if not NULL) gets its fstat().
+   Returns 1 with the size read, 0 if the file doesn't exist, -1 on other
+   errors; error_r names path in both. */
+int deltapush_read_file(const char *path, unsigned char *buf,
+			size_t buf_size, size_t *size_r, struct stat *st_r,
+			const char **error_r);
 
 #endif

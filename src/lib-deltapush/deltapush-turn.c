@@ -7,11 +7,8 @@
 #include "hmac.h"
 #include "sha1.h"
 #include "safe-memset.h"
-#include "eacces-error.h"
 #include "deltapush-turn.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 
 /* A shared secret is one short line; anything bigger is the wrong file. */
 #define DELTAPUSH_TURN_SECRET_MAX_SIZE 4096
@@ -90,22 +87,13 @@ int deltapush_turn_read_secret(const char *path, pool_t pool,
 	/* one byte more than allowed, to notice an oversized file */
 	unsigned char buf[DELTAPUSH_TURN_SECRET_MAX_SIZE + 1];
 	size_t size;
-	int fd, ret;
+	int ret;
 
-	fd = open(path, O_RDONLY);
-	if (fd == -1) {
-		if (errno == EACCES)
-			*error_r = eacces_error_get("open", path);
-		else {
-			*error_r = t_strdup_printf("open(%s) failed: %m",
-						   path);
-		}
-		return -1;
-	}
-	ret = deltapush_read_fd(fd, path, buf, sizeof(buf), &size,
-				     error_r);
-	i_close_fd(&fd);
-	if (ret == 0) {
+	ret = deltapush_read_file(path, buf, sizeof(buf), &size, NULL,
+				  error_r);
+	if (ret <= 0)
+		ret = -1;
+	else {
 		ret = deltapush_turn_parse_secret(path, buf, size, pool,
 						  secret_r, error_r);
 	}
