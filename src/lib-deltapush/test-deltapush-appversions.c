@@ -3,11 +3,10 @@
 #include "lib.h"
 #include "deltapush-compat.h"
 #include "str.h"
-#include "write-full.h"
 #include "test-common.h"
+#include "test-deltapush-common.h"
 #include "deltapush-appversions.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #define TEST_JSON_PATH ".test-deltapush-appversions.json"
@@ -16,18 +15,6 @@
 #define TEST_JSON_MAX_SIZE (64 * 1024)
 /* what dest holds before the call: appended to, restored on error */
 #define TEST_PREFIX "prefix="
-
-static void test_file_write(const char *path, const void *data, size_t size)
-{
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	if (write_full(fd, data, size) < 0)
-		i_fatal("write(%s) failed: %m", path);
-	i_close_fd(&fd);
-}
 
 static void test_appversions_compact_valid(void)
 {

@@ -4,12 +4,11 @@
 #include "deltapush-compat.h"
 #include "array.h"
 #include "str.h"
-#include "write-full.h"
 #include "test-common.h"
+#include "test-deltapush-common.h"
 #include "deltapush-token.h"
 #include "deltapush-chatmail.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 #include <utime.h>
 #include <sys/stat.h>
@@ -35,18 +34,6 @@ struct test_parse {
 	unsigned int count;
 	struct test_entry entries[TEST_MAX_ENTRIES];
 };
-
-static void test_file_write(const char *path, const void *data, size_t size)
-{
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	if (write_full(fd, data, size) < 0)
-		i_fatal("write(%s) failed: %m", path);
-	i_close_fd(&fd);
-}
 
 static void
 test_entries_check(const ARRAY_TYPE(deltapush_chatmail_token) *tokens,

@@ -6,11 +6,10 @@
 #include "buffer.h"
 #include "base64.h"
 #include "hex-binary.h"
-#include "write-full.h"
 #include "test-common.h"
+#include "test-deltapush-common.h"
 #include "deltapush-turn.h"
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #define TEST_SECRET_PATH ".test-deltapush-turn-secret"
@@ -19,18 +18,6 @@
 #define TEST_SECRET_MAX_SIZE 4096
 /* put into every rejected file: it must never show up in an error */
 #define TEST_SECRET_MARK "SeCrEtMaRk"
-
-static void test_file_write(const char *path, const void *data, size_t size)
-{
-	int fd;
-
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	if (write_full(fd, data, size) < 0)
-		i_fatal("write(%s) failed: %m", path);
-	i_close_fd(&fd);
-}
 
 /* A key or message of the RFC: either text, or a byte repeated. */
 struct test_hmac_input {

@@ -7,6 +7,7 @@
 #include "write-full.h"
 #include "unlink-directory.h"
 #include "test-common.h"
+#include "test-deltapush-common.h"
 #include "deltapush-store.h"
 
 #include <fcntl.h>
@@ -179,17 +180,6 @@ static void test_store_exclusive(void)
 	test_assert(test_sqlite_int(path, "SELECT count(*) FROM tokens") == 1);
 	test_store_path_cleanup();
 	test_end();
-}
-
-static void test_write_file(const char *path, const void *data, size_t size)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (fd == -1)
-		i_fatal("open(%s) failed: %m", path);
-	if (write_full(fd, data, size) < 0)
-		i_fatal("write(%s) failed: %m", path);
-	i_close_fd(&fd);
 }
 
 static void test_store_open_reopen(void)
@@ -1101,7 +1091,7 @@ static void test_store_open_errors(void)
 	i_unlink(path);
 
 	/* garbage, short and long: -2 tells the service to move it aside */
-	test_write_file(path, garbage, sizeof(garbage));
+	test_file_write(path, garbage, sizeof(garbage));
 	error = NULL;
 	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -2);
 	test_assert(error != NULL && strstr(error, path) != NULL);
@@ -1111,7 +1101,7 @@ static void test_store_open_errors(void)
 
 	for (i = 0; i < sizeof(big); i++)
 		big[i] = (unsigned char)(i * 7 + 13);
-	test_write_file(path, big, sizeof(big));
+	test_file_write(path, big, sizeof(big));
 	error = NULL;
 	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -2);
 	test_assert(error != NULL && strstr(error, path) != NULL);
