@@ -3,7 +3,8 @@
 
 /* Shared by the plugins, the service and the tests. */
 
-#define DELTAPUSH_VERSION "0.1.0"
+#include "deltapush-config.h"
+
 #define DELTAPUSH_USER_AGENT "deltapush/" DELTAPUSH_VERSION
 
 extern struct event_category event_category_deltapush;
