@@ -38,6 +38,8 @@ struct deltapush_pending {
 	struct deltapush_http_request *request;
 };
 
+ARRAY_DEFINE_TYPE(deltapush_pending_p, struct deltapush_pending *);
+
 /* A push state to be written to the store. */
 struct deltapush_dirty_state {
 	int64_t id;
@@ -459,24 +461,35 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 	return TRUE;
 }
 
+/* Every pending push, collected first: updating one may remove it from
+   the table. */
+static ARRAY_TYPE(deltapush_pending_p) *
+deltapush_sender_get_all_pending(struct deltapush_sender *sender)
+{
+	ARRAY_TYPE(deltapush_pending_p) *all;
+	struct hash_iterate_context *iter;
+	struct deltapush_pending *pend;
+	void *key;
+
+	all = t_new(ARRAY_TYPE(deltapush_pending_p), 1);
+	t_array_init(all, hash_table_count(sender->pending) + 1);
+	iter = hash_table_iterate_init(sender->pending);
+	while (hash_table_iterate(iter, sender->pending, &key, &pend))
+		array_push_back(all, &pend);
+	hash_table_iterate_deinit(&iter);
+	return all;
+}
+
 /* The wall clock stepped back: bring the due times that now lie too far
    ahead to at most one window or retry delay from now. */
 static void deltapush_sender_clamp(struct deltapush_sender *sender,
 				   uint64_t now)
 {
-	ARRAY(struct deltapush_pending *) all;
 	struct deltapush_pending *pend, *const *pendp;
-	struct hash_iterate_context *iter;
-	void *key;
 
 	e_warning(sender->event, "The clock moved back: bringing pending "
 		  "pushes forward");
-	t_array_init(&all, hash_table_count(sender->pending) + 1);
-	iter = hash_table_iterate_init(sender->pending);
-	while (hash_table_iterate(iter, sender->pending, &key, &pend))
-		array_push_back(&all, &pend);
-	hash_table_iterate_deinit(&iter);
-	array_foreach(&all, pendp) {
+	array_foreach(deltapush_sender_get_all_pending(sender), pendp) {
 		pend = *pendp;
 		if (pend->state.in_flight ||
 		    !deltapush_schedule_clamp(&sender->sched_set,
@@ -704,11 +717,8 @@ int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,
 	ARRAY_TYPE(deltapush_store_token) tokens;
 	const struct deltapush_store_token *token;
 	struct deltapush_pending *pend, *const *pendp;
-	ARRAY(struct deltapush_pending *) all;
-	struct hash_iterate_context *iter;
 	uint64_t now = deltapush_now_msecs();
 	unsigned int count = 0;
-	void *key;
 
 	if (user != NULL) {
 		t_array_init(&tokens, 8);
@@ -723,13 +733,8 @@ int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,
 				count++;
 		}
 	} else {
-		/* Collect first: updating may remove from the table. */
-		t_array_init(&all, hash_table_count(sender->pending) + 1);
-		iter = hash_table_iterate_init(sender->pending);
-		while (hash_table_iterate(iter, sender->pending, &key, &pend))
-			array_push_back(&all, &pend);
-		hash_table_iterate_deinit(&iter);
-		array_foreach(&all, pendp) {
+		array_foreach(deltapush_sender_get_all_pending(sender),
+			      pendp) {
 			if (deltapush_sender_flush_one(sender, *pendp, now))
 				count++;
 		}
