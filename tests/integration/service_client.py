@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 
-HANDSHAKE = b"VERSION\tdeltapush\t1\t0\n"
+HANDSHAKE = b"VERSION\tdeltapush\t2\t0\n"
 
 
 def socket_path(dovecot):

@@ -15,7 +15,7 @@ def _read(*path):
 
 def _code_settings():
     names = set(re.findall(r'"(deltapush_[a-z_]+)"',
-                           _read("src", "lib", "deltapush-settings.c")))
+                           _read("src", "lib-deltapush", "deltapush-settings.c")))
     assert len(names) >= 15, names
     return names
 

@@ -39,7 +39,7 @@ def service_works(dovecot, timeout=3.0):
     """A well-behaved client gets its answer within timeout."""
     conn = ServiceConn(dovecot, timeout=timeout)
     try:
-        return conn.request("LIST", new_user("probe")) == [b"OK"]
+        return conn.request("GET", new_user("probe")) == [b"OK"]
     finally:
         conn.close()
 
@@ -310,10 +310,10 @@ def test_sql_strings_stored_verbatim(any_name_dovecot):
     conn = ServiceConn(dovecot)
     try:
         assert conn.request("REGISTER", SQL, token) == [b"OK", b"1"]
-        assert conn.request("LIST", SQL) == [b"OK", token.encode()]
+        assert conn.request("GET", SQL) == [b"OK", token.encode()]
         fail = conn.request("REGISTER", SQL, SQL)
         assert fail[0] == b"FAIL" and b"0x20" in fail[1], fail
-        assert conn.request("LIST", SQL) == [b"OK", token.encode()]
+        assert conn.request("GET", SQL) == [b"OK", token.encode()]
     finally:
         conn.close()
     assert db_rows(dovecot, "SELECT name FROM sqlite_master WHERE "
@@ -339,10 +339,10 @@ def service(dovecot):
 @pytest.mark.parametrize("line,needle", [
     (b"garbage \x01\xff\n", "didn't reply with a valid VERSION line"),
     (b"\n", "Unexpectedly received empty line"),
-    (b"VERSION\tdeltapush\t2\t0\n", "Socket supports major version 2"),
+    (b"VERSION\tdeltapush\t3\t0\n", "Socket supports major version 3"),
     (b"VERSION\tdict\t1\t0\n", "wrong socket type"),
     (b"VERSION\tdeltapush\tone\t0\n", "didn't reply with a valid VERSION"),
-    (b"LIST\tuser@example.org\n", "didn't reply with a valid VERSION line"),
+    (b"GET\tuser@example.org\n", "didn't reply with a valid VERSION line"),
 ], ids=["garbage", "empty", "major-2", "other-service", "bad-number",
         "no-handshake"])
 def test_socket_bad_handshake(service, line, needle):
@@ -381,7 +381,7 @@ def test_socket_fail_keeps_the_connection(service):
     try:
         reply = conn.request("REGISTER", new_user(), "a" * 70000)
         assert reply[0] == b"FAIL" and b"too long" in reply[1], reply[:2]
-        assert conn.request("LIST", new_user()) == [b"OK"]
+        assert conn.request("GET", new_user()) == [b"OK"]
     finally:
         conn.close()
 
@@ -391,7 +391,7 @@ def test_socket_line_over_64k_is_still_a_request(service):
     try:
         user = "u" * (100 * 1024)
         assert conn.request("NOTIFY", user) == [b"OK", b"0"]
-        assert conn.request("LIST", user) == [b"OK"]
+        assert conn.request("GET", user) == [b"OK"]
     finally:
         conn.close()
 
@@ -445,7 +445,7 @@ def test_socket_client_that_never_reads(dovecot_factory):
     rss_before = proc_kib(pid, "VmRSS")
     hostile = ServiceConn(dovecot)
     try:
-        hostile.send(("LIST\t%s\n" % user).encode() * 1000)
+        hostile.send(("GET\t%s\n" % user).encode() * 1000)
         time.sleep(1.0)
         start = time.monotonic()
         assert service_works(dovecot, timeout=2)

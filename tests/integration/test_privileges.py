@@ -22,7 +22,7 @@ import socket, sys
 s = socket.socket(socket.AF_UNIX)
 s.connect(sys.argv[1])
 f = s.makefile("rwb")
-f.write(b"VERSION\tdeltapush\t1\t0\n"); f.flush()
+f.write(b"VERSION\tdeltapush\t2\t0\n"); f.flush()
 assert f.readline().startswith(b"VERSION\t")
 for line in sys.argv[2:]:
     f.write(line.encode() + b"\n"); f.flush()
@@ -60,7 +60,7 @@ def test_admin_commands_refused_to_the_mail_uid(dovecot_factory):
     dovecot = dovecot_factory(service_user=SERVICE_USER)
     user, token = new_user(), make_token()
     register(dovecot, user, token)
-    admin = ["STATUS", "TOKENS\t%s" % user, "FLUSH", "FLUSH\t%s" % user,
+    admin = ["STATUS", "LIST\t%s" % user, "FLUSH", "FLUSH\t%s" % user,
              "IMPORT\t%s\t%s\t1700000000" % (new_user(), make_token()),
              "FORGET\t%s\t%s" % (user, token[:20])]
     mark = dovecot.log_size()
@@ -72,13 +72,13 @@ def test_admin_commands_refused_to_the_mail_uid(dovecot_factory):
     assert tokens_of(dovecot, user) == [token]
 
     # the mail processes' own commands still work for that uid
-    replies = _ask(dovecot, MAIL_UID, MAIL_GID, "LIST\t%s" % user,
+    replies = _ask(dovecot, MAIL_UID, MAIL_GID, "GET\t%s" % user,
                    "NOTIFY\t%s" % user)
     assert replies[0] == "OK\t%s" % token, replies
     assert replies[1] == "OK\t1", replies
 
     # root (doveadm) may use them
-    replies = _ask(dovecot, 0, 0, "STATUS", "TOKENS\t%s" % user)
+    replies = _ask(dovecot, 0, 0, "STATUS", "LIST\t%s" % user)
     assert all(r.startswith("OK") for r in replies), replies
 
 

@@ -24,10 +24,10 @@ def test_client_not_reading_replies_is_disconnected(dovecot_factory):
     sock = socket.socket(socket.AF_UNIX)
     sock.connect(path)
     f = sock.makefile("rwb")
-    f.write(b"VERSION\tdeltapush\t1\t0\n")
+    f.write(b"VERSION\tdeltapush\t2\t0\n")
     f.flush()
     assert f.readline().startswith(b"VERSION\t")
-    # 32 tokens of 4 KiB: each LIST reply is 128 KiB
+    # 32 tokens of 4 KiB: each GET reply is 128 KiB
     for i in range(32):
         f.write(("REGISTER\t%s\t%s\n" % (user, _token(i))).encode())
         f.flush()
@@ -35,7 +35,7 @@ def test_client_not_reading_replies_is_disconnected(dovecot_factory):
     mark = dovecot.log_size()
     # ask for far more than the socket buffers, read nothing
     sock.setblocking(False)
-    request = ("LIST\t%s\n" % user).encode()
+    request = ("GET\t%s\n" % user).encode()
     sent = 0
     for _ in range(60):
         try:
