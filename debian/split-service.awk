@@ -1,7 +1,30 @@
 # Shared by debian/2.*/split-conf.awk (awk -v load=FILE -f this -f that):
-# the "service deltapush" block the split drops from the conf.d file must
-# have the same lines as the one in deltapush-load.conf, FILE, but for the
-# listener's mode, user and group, which are Debian's own choice.
+# the output helpers both use, and the check that the "service deltapush"
+# block the split drops from the conf.d file has the same lines as the one
+# in deltapush-load.conf, FILE, but for the listener's mode, user and
+# group, which are Debian's own choice.
+
+# The comment lines read since the last printed line are held in
+# comments (ncomments of them) until it is known where they belong.
+function flush_comments() {
+	if (ncomments > 0)
+		printf "%s", comments
+	drop_comments()
+}
+
+function drop_comments() {
+	comments = ""
+	ncomments = 0
+}
+
+function emit(line) {
+	# Removed lines leave blank lines behind: never print two in a row,
+	# nor one right after an opening brace.
+	if (line == "" && (last == "" || last ~ /\{$/))
+		return
+	print line
+	last = line
+}
 
 # The key of one line of the service block at depth 1 (the service) or 2
 # (its listener); "" for lines not compared.

@@ -11,22 +11,6 @@
 #   awk -v load=debian/2.3/deltapush-load.conf -f debian/split-service.awk \
 #       -f debian/2.3/split-conf.awk conf.d/2.3/90-deltapush.conf
 
-function flush_comments() {
-	if (ncomments > 0)
-		printf "%s", comments
-	comments = ""
-	ncomments = 0
-}
-
-function emit(line) {
-	# Removed lines leave blank lines behind: never print two in a row,
-	# nor one right after an opening brace.
-	if (line == "" && (last == "" || last ~ /\{$/))
-		return
-	print line
-	last = line
-}
-
 BEGIN {
 	last = "x"
 	ncomments = 0
@@ -45,8 +29,7 @@ in_service {
 }
 
 $0 == "mail_plugins = $mail_plugins notify push_notification deltapush" {
-	comments = ""
-	ncomments = 0
+	drop_comments()
 	found_mail_plugins++
 	emit("# Debian: the plugins (mail_plugins), the push_notification driver")
 	emit("# and service deltapush are set in the file included here. Removing")
@@ -57,8 +40,7 @@ $0 == "mail_plugins = $mail_plugins notify push_notification deltapush" {
 }
 
 $0 == "service deltapush {" {
-	comments = ""
-	ncomments = 0
+	drop_comments()
 	found_service++
 	in_service = 1
 	service_depth = 1

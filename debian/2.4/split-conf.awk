@@ -21,27 +21,6 @@
 #       -f debian/split-service.awk -f debian/2.4/split-conf.awk \
 #       conf.d/2.4/90-deltapush.conf
 
-function flush_comments() {
-	if (ncomments > 0)
-		printf "%s", comments
-	comments = ""
-	ncomments = 0
-}
-
-function drop_comments() {
-	comments = ""
-	ncomments = 0
-}
-
-function emit(line) {
-	# Removed lines leave blank lines behind: never print two in a row,
-	# nor one right after an opening brace.
-	if (line == "" && (last == "" || last ~ /\{$/))
-		return
-	print line
-	last = line
-}
-
 function unexpected(where) {
 	printf "split-conf: unexpected line %d in %s: %s\n", NR, where,
 		$0 > "/dev/stderr"
