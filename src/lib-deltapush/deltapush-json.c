@@ -130,6 +130,35 @@ deltapush_json_end(struct deltapush_json_reader *reader,
 	return 0;
 }
 
+/* The scalar types have the same names in both parsers' enum json_type.
+   Returns FALSE for a type that isn't a scalar. */
+static bool
+deltapush_json_set_scalar(struct deltapush_json_node *node,
+			  enum json_type type, const char *value)
+{
+	switch (type) {
+	case JSON_TYPE_STRING:
+		node->type = DELTAPUSH_JSON_STRING;
+		node->value = value;
+		return TRUE;
+	case JSON_TYPE_NUMBER:
+		node->type = DELTAPUSH_JSON_NUMBER;
+		node->value = value;
+		return TRUE;
+	case JSON_TYPE_TRUE:
+		node->type = DELTAPUSH_JSON_TRUE;
+		return TRUE;
+	case JSON_TYPE_FALSE:
+		node->type = DELTAPUSH_JSON_FALSE;
+		return TRUE;
+	case JSON_TYPE_NULL:
+		node->type = DELTAPUSH_JSON_NULL;
+		return TRUE;
+	default:
+		return FALSE;
+	}
+}
+
 #if DOVECOT_PREREQ(2, 4, 0)
 int deltapush_json_read(struct deltapush_json_reader *reader,
 			struct deltapush_json_node *node_r)
@@ -161,24 +190,12 @@ int deltapush_json_read(struct deltapush_json_reader *reader,
 		node_r->type = json_node_is_end(&node) ?
 			DELTAPUSH_JSON_ARRAY_END : DELTAPUSH_JSON_ARRAY;
 		break;
-	case JSON_TYPE_STRING:
-		node_r->type = DELTAPUSH_JSON_STRING;
-		node_r->value = json_node_get_str(&node);
-		break;
-	case JSON_TYPE_NUMBER:
-		node_r->type = DELTAPUSH_JSON_NUMBER;
-		node_r->value = json_node_get_str(&node);
-		break;
-	case JSON_TYPE_TRUE:
-		node_r->type = DELTAPUSH_JSON_TRUE;
-		break;
-	case JSON_TYPE_FALSE:
-		node_r->type = DELTAPUSH_JSON_FALSE;
-		break;
-	case JSON_TYPE_NULL:
-		node_r->type = DELTAPUSH_JSON_NULL;
-		break;
 	default:
+		if (deltapush_json_set_scalar(node_r, node.type,
+				json_node_is_string(&node) ||
+				json_node_is_number(&node) ?
+				json_node_get_str(&node) : NULL))
+			break;
 		return deltapush_json_fail(reader, t_strdup_printf(
 			"Unexpected JSON node type %s",
 			json_type_get_name(node.type)));
@@ -246,22 +263,9 @@ int deltapush_json_read(struct deltapush_json_reader *reader,
 	case JSON_TYPE_ARRAY_END:
 		node_r->type = DELTAPUSH_JSON_ARRAY_END;
 		break;
-	case JSON_TYPE_STRING:
-		node_r->type = DELTAPUSH_JSON_STRING;
-		node_r->value = value;
-		break;
-	case JSON_TYPE_NUMBER:
-		node_r->type = DELTAPUSH_JSON_NUMBER;
-		node_r->value = value;
-		break;
-	case JSON_TYPE_TRUE:
-		node_r->type = DELTAPUSH_JSON_TRUE;
-		break;
-	case JSON_TYPE_FALSE:
-		node_r->type = DELTAPUSH_JSON_FALSE;
-		break;
-	case JSON_TYPE_NULL:
-		node_r->type = DELTAPUSH_JSON_NULL;
+	default:
+		if (!deltapush_json_set_scalar(node_r, type, value))
+			i_unreached();
 		break;
 	}
 	return deltapush_json_node_read(reader, node_r);
