@@ -95,12 +95,7 @@ static void test_appversions_compact_valid(void)
 
 static void test_appversions_compact_invalid(void)
 {
-#define TEST_INVALID(input, error) { input, sizeof(input) - 1, error }
-	static const struct {
-		const char *input;
-		size_t size;
-		const char *error;
-	} tests[] = {
+	static const struct test_invalid_input tests[] = {
 		TEST_INVALID("", "JSON is empty"),
 		TEST_INVALID(" \r\n\t \n", "JSON is empty"),
 		/* trailing garbage */
@@ -183,7 +178,6 @@ static void test_appversions_compact_invalid(void)
 		test_assert_strcmp_idx(str_c(dest), TEST_PREFIX, i);
 	}
 	test_end();
-#undef TEST_INVALID
 }
 
 static void test_appversions_read(void)

@@ -218,12 +218,7 @@ static void test_chatmail_parse_append(void)
 
 static void test_chatmail_parse_invalid(void)
 {
-#define TEST_INVALID(input, error) { input, sizeof(input) - 1, error }
-	static const struct {
-		const char *input;
-		size_t size;
-		const char *error;
-	} tests[] = {
+	static const struct test_invalid_input tests[] = {
 		/* not a JSON object */
 		TEST_INVALID("", "Invalid JSON"),
 		TEST_INVALID(" \n", "Invalid JSON"),
@@ -299,7 +294,6 @@ static void test_chatmail_parse_invalid(void)
 		test_assert_strcmp_idx(entry->token, "earlier", i);
 	} T_END;
 	test_end();
-#undef TEST_INVALID
 }
 
 static void test_chatmail_read(void)

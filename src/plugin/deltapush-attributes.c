@@ -125,23 +125,19 @@ deltapush_attribute_token_get(struct mailbox *box,
 	return 1;
 }
 
+/* Both names are the same token list: Delta Chat writes
+   /private/devicetoken, the chatmail name is the vendor one. */
+#define DELTAPUSH_TOKEN_ATTRIBUTE(_key) { \
+	.type = MAIL_ATTRIBUTE_TYPE_PRIVATE, \
+	.key = (_key), \
+	.rank = MAIL_ATTRIBUTE_INTERNAL_RANK_AUTHORITY, \
+	.flags = MAIL_ATTRIBUTE_INTERNAL_FLAG_VALIDATED, \
+	.get = deltapush_attribute_token_get, \
+	.set = deltapush_attribute_token_set, \
+}
 static const struct mailbox_attribute_internal deltapush_token_attributes[] = {
-	{
-		.type = MAIL_ATTRIBUTE_TYPE_PRIVATE,
-		.key = DELTAPUSH_ATTRIBUTE_DEVICETOKEN,
-		.rank = MAIL_ATTRIBUTE_INTERNAL_RANK_AUTHORITY,
-		.flags = MAIL_ATTRIBUTE_INTERNAL_FLAG_VALIDATED,
-		.get = deltapush_attribute_token_get,
-		.set = deltapush_attribute_token_set,
-	},
-	{
-		.type = MAIL_ATTRIBUTE_TYPE_PRIVATE,
-		.key = DELTAPUSH_ATTRIBUTE_PUSH_TOKEN,
-		.rank = MAIL_ATTRIBUTE_INTERNAL_RANK_AUTHORITY,
-		.flags = MAIL_ATTRIBUTE_INTERNAL_FLAG_VALIDATED,
-		.get = deltapush_attribute_token_get,
-		.set = deltapush_attribute_token_set,
-	},
+	DELTAPUSH_TOKEN_ATTRIBUTE(DELTAPUSH_ATTRIBUTE_DEVICETOKEN),
+	DELTAPUSH_TOKEN_ATTRIBUTE(DELTAPUSH_ATTRIBUTE_PUSH_TOKEN),
 };
 
 void deltapush_attributes_init(void)
