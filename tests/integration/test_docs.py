@@ -24,7 +24,7 @@ def test_settings_module_declares_every_setting():
     # Dovecot 2.4 refuses a setting its settings module does not declare.
     declared = set(re.findall(
         r"DEF\((deltapush_[a-z_]+)\)",
-        _read("src", "plugin", "deltapush-dovecot-settings.c")))
+        _read("src", "lib-deltapush", "deltapush-dovecot-settings.c")))
     assert declared == _code_settings()
 
 
