@@ -24,6 +24,18 @@
 /* How often the database file is checked (removed, replaced) and, while
    it cannot be used, opened again. */
 #define DELTAPUSH_DB_CHECK_INTERVAL_MSECS (5 * 1000)
+/* While the database can't be opened, requests try again at most this
+   often: every open checks the directory and may wait for SQLite's busy
+   timeout, which a burst of requests must not pay each. */
+#define DELTAPUSH_DB_OPEN_RETRY_MSECS 1000
+/* Retry writing the push states after a failure */
+#define DELTAPUSH_DB_SYNC_RETRY_MSECS 1000
+
+/* A push state handed over by the sender, to be written to the store */
+struct deltapush_db_state {
+	int64_t id;
+	struct deltapush_push_state state;
+};
 
 struct deltapush_db {
 	const struct deltapush_settings *set;
@@ -42,11 +54,151 @@ struct deltapush_db {
 	ino_t ino;
 	/* Why requests are refused while store is NULL */
 	char *unavailable_reason;
-	/* The last error opening it, logged once; NULL while it is open */
+	/* The first error of the current failure streak, logged once; NULL
+	   while it is open */
 	char *open_error;
+	/* When the last open was tried (ioloop msecs), and how many opens
+	   failed in the streak */
+	uint64_t open_tried_msecs;
+	unsigned int open_failures;
 
+	/* Write-behind: outcomes of finished pushes not yet committed,
+	   written into the group commit of the ioloop pass they come in
+	   (see deltapush_db_sync()). dirty[0 .. dirty_written) are written
+	   in the open group. */
+	ARRAY(struct deltapush_db_state) dirty;
+	unsigned int dirty_written;
+	bool dirty_callback:1;
+	struct timeout *to_sync;
+
+	/* Given up by deltapush_db_detach(): write nothing more until the
+	   drain is over */
+	bool detached:1;
 	bool shutdown_timed_out:1;
 };
+
+static uint64_t deltapush_db_now_msecs(void)
+{
+	return (uint64_t)ioloop_timeval.tv_sec * 1000 +
+		ioloop_timeval.tv_usec / 1000;
+}
+
+static void deltapush_db_sync(struct deltapush_db *db);
+
+static void deltapush_db_sync_later(struct deltapush_db *db)
+{
+	if (db->to_sync == NULL) {
+		db->to_sync = timeout_add_to(io_loop_get_root(),
+					     DELTAPUSH_DB_SYNC_RETRY_MSECS,
+					     deltapush_db_sync, db);
+	}
+}
+
+static void deltapush_db_states_committed(int ret, const char *error,
+					  struct deltapush_db *db)
+{
+	db->dirty_callback = FALSE;
+	if (ret < 0) {
+		/* Kept for the next try; until then a restart would send
+		   these pushes again, which is safe. */
+		e_error(db->event, "Couldn't save push states: %s", error);
+		db->dirty_written = 0;
+		deltapush_db_sync_later(db);
+		return;
+	}
+	/* Only now are they on disk */
+	array_delete(&db->dirty, 0, db->dirty_written);
+	db->dirty_written = 0;
+}
+
+/* Write the queued push states not yet in the open group's transaction;
+   they leave the queue when it commits. The caller is in a savepoint
+   and resets dirty_written if it rolls back. */
+static int deltapush_db_write_states(struct deltapush_db *db,
+				     const char **error_r)
+{
+	const struct deltapush_db_state *dirty;
+	unsigned int i, count = array_count(&db->dirty);
+
+	for (i = db->dirty_written; i < count; i++) {
+		dirty = array_idx(&db->dirty, i);
+		/* 0 = the token is gone meanwhile: nothing to save */
+		if (deltapush_store_update_state(db->store, dirty->id,
+						 &dirty->state, error_r) < 0)
+			return -1;
+	}
+	db->dirty_written = count;
+	if (!db->dirty_callback && count > 0) {
+		deltapush_store_group_add_callback(db->store,
+			deltapush_db_states_committed, db);
+		db->dirty_callback = TRUE;
+	}
+	return 0;
+}
+
+/* Write the queued push states into the group commit of this pass, in
+   a savepoint of their own. acknowledged: the group is one whose
+   success a client waits for (see deltapush_store_group_join()). */
+static int deltapush_db_write_behind(struct deltapush_db *db,
+				     bool acknowledged, const char **error_r)
+{
+	unsigned int old_written = db->dirty_written;
+
+	if (db->dirty_written == array_count(&db->dirty))
+		return 0;
+	if (deltapush_store_group_join(db->store, acknowledged,
+				       error_r) < 0 ||
+	    deltapush_store_savepoint(db->store, error_r) < 0)
+		return -1;
+	if (deltapush_db_write_states(db, error_r) < 0) {
+		deltapush_store_rollback_to(db->store);
+		db->dirty_written = old_written;
+		return -1;
+	}
+	if (deltapush_store_release(db->store, error_r) < 0) {
+		db->dirty_written = old_written;
+		return -1;
+	}
+	return 0;
+}
+
+/* Write the outcomes of finished pushes now, so that reads of the store
+   see them; retried after a failure. */
+static void deltapush_db_sync(struct deltapush_db *db)
+{
+	const char *error;
+
+	timeout_remove(&db->to_sync);
+	if (db->store == NULL)
+		return;
+	if (deltapush_db_write_behind(db, FALSE, &error) < 0) {
+		e_error(db->event, "Couldn't save push states: %s", error);
+		deltapush_db_sync_later(db);
+	}
+}
+
+void deltapush_db_save_state(struct deltapush_db *db, int64_t id,
+			     const struct deltapush_push_state *state)
+{
+	struct deltapush_db_state *dirty;
+
+	dirty = array_append_space(&db->dirty);
+	dirty->id = id;
+	dirty->state = *state;
+	/* In this pass's group commit, unless a retry is waiting or the
+	   database was given up (then deltapush_db_deinit() saves it) */
+	if (db->to_sync == NULL && db->store != NULL && !db->detached)
+		deltapush_db_sync(db);
+}
+
+/* Forget what is not written: ids belong to the database file they came
+   from, and a push whose outcome is lost is only sent again. */
+static void deltapush_db_states_clear(struct deltapush_db *db)
+{
+	timeout_remove(&db->to_sync);
+	array_clear(&db->dirty);
+	db->dirty_written = 0;
+}
 
 static void deltapush_db_prune(struct deltapush_db *db)
 {
@@ -185,29 +337,35 @@ static int deltapush_db_open(struct deltapush_db *db)
 {
 	const char *error;
 
+	db->open_tried_msecs = deltapush_db_now_msecs();
 	if (deltapush_db_open_store(db, &error) < 0) {
-		if (null_strcmp(error, db->open_error) != 0) {
-			/* once per distinct error, not every retry */
+		if (db->open_error == NULL) {
+			/* once per failure streak, not every retry */
 			e_error(db->event, "Database unavailable, "
 				"registrations and pushes are refused until "
 				"it can be opened: %s", error);
-			i_free(db->open_error);
 			db->open_error = i_strdup(error);
+		} else if (strcmp(error, db->open_error) != 0) {
+			e_debug(db->event, "Database still unavailable: %s",
+				error);
 		}
+		db->open_failures++;
 		deltapush_db_set_unavailable(db, error);
 		return -1;
 	}
 	deltapush_store_set_fsync(db->store, db->set->fsync);
-	db->sender = deltapush_sender_init(db->set, db->store, db->event);
+	db->sender = deltapush_sender_init(db->set, db, db->store, db->event);
 	if (deltapush_sender_load(db->sender, &error) < 0) {
 		e_error(db->event, "Loading pending pushes failed: %s",
 			error);
 	}
 	if (db->open_error != NULL) {
-		e_info(db->event, "Database %s is available again",
-		       db->set->db_path);
+		e_info(db->event, "Database %s is available again "
+		       "(after %u failed attempt(s))", db->set->db_path,
+		       db->open_failures);
 		i_free(db->open_error);
 	}
+	db->open_failures = 0;
 	deltapush_db_prune(db);
 	return 0;
 }
@@ -215,10 +373,26 @@ static int deltapush_db_open(struct deltapush_db *db)
 static void deltapush_db_close(struct deltapush_db *db, const char *reason)
 {
 	deltapush_db_set_unavailable(db, reason);
+	if (db->store != NULL) {
+		/* Closing commits the open group */
+		deltapush_db_sync(db);
+		deltapush_store_close(&db->store);
+	}
+	deltapush_db_states_clear(db);
 	if (db->sender != NULL)
 		deltapush_sender_deinit(&db->sender);
-	if (db->store != NULL)
-		deltapush_store_close(&db->store);
+}
+
+/* Without a database, try to open it now, but not more often than
+   DELTAPUSH_DB_OPEN_RETRY_MSECS. */
+static void deltapush_db_try_open(struct deltapush_db *db)
+{
+	uint64_t now = deltapush_db_now_msecs();
+
+	if (db->open_failures > 0 && now >= db->open_tried_msecs &&
+	    now - db->open_tried_msecs < DELTAPUSH_DB_OPEN_RETRY_MSECS)
+		return;
+	(void)deltapush_db_open(db);
 }
 
 /* Never acknowledge a write into a database file that was removed
@@ -231,7 +405,7 @@ static void deltapush_db_check(struct deltapush_db *db)
 	const char *reason;
 
 	if (db->store == NULL) {
-		(void)deltapush_db_open(db);
+		deltapush_db_try_open(db);
 		return;
 	}
 	if (stat(db->set->db_path, &st) == 0 &&
@@ -257,7 +431,7 @@ bool deltapush_db_request_begin(struct deltapush_db *db, bool sync,
 	}
 	/* Reads of push state must see how finished pushes ended */
 	if (sync)
-		deltapush_sender_sync(db->sender);
+		deltapush_db_sync(db);
 	return TRUE;
 }
 
@@ -369,6 +543,10 @@ void deltapush_db_get_push_state(struct deltapush_db *db,
 int deltapush_db_notify(struct deltapush_db *db, const char *user,
 			const char **error_r)
 {
+	/* The trigger starts from the stored push states: the outcomes of
+	   finished pushes go first into the same, acknowledged group */
+	if (deltapush_db_write_behind(db, TRUE, error_r) < 0)
+		return -1;
 	return deltapush_sender_notify(db->sender, user, error_r);
 }
 
@@ -430,6 +608,7 @@ deltapush_db_init(const struct deltapush_settings *set, const char *state_dir,
 	db->event = event_parent;
 	event_ref(db->event);
 	db->unavailable_reason = i_strdup("Not opened yet");
+	i_array_init(&db->dirty, 64);
 	(void)deltapush_db_open(db);
 	db->to_prune = timeout_add(DELTAPUSH_DB_PRUNE_INTERVAL_MSECS,
 				   deltapush_db_prune_timeout, db);
@@ -440,11 +619,23 @@ deltapush_db_init(const struct deltapush_settings *set, const char *state_dir,
 
 void deltapush_db_detach(struct deltapush_db *db)
 {
+	const char *error;
+
 	/* Give the database and the clients up before draining: on doveadm
 	   reload the new process opens the database at once, and the
 	   clients' retries reach it. What is in flight stays due there. */
 	if (db->sender != NULL)
 		deltapush_sender_detach(db->sender);
+	if (db->store != NULL) {
+		deltapush_db_sync(db);
+		if (deltapush_store_group_commit(db->store, &error) < 0) {
+			e_error(db->event, "Couldn't save push states: %s",
+				error);
+		}
+	}
+	/* What could not be written stays due: sent again later */
+	deltapush_db_states_clear(db);
+	db->detached = TRUE;
 }
 
 static void deltapush_db_shutdown_timeout(struct deltapush_db *db)
@@ -492,13 +683,18 @@ static void deltapush_db_save_drained(struct deltapush_db *db)
 {
 	const char *error;
 
-	if (db->sender == NULL || !deltapush_sender_have_unsaved(db->sender))
+	if (array_count(&db->dirty) == 0)
 		return;
 	if (deltapush_store_open(db->set->db_path, TRUE, db->event,
 				 &db->store, &error) < 0)
 		return;
-	deltapush_sender_reattach(db->sender, db->store);
+	if (deltapush_db_write_behind(db, FALSE, &error) < 0 ||
+	    deltapush_store_group_commit(db->store, &error) < 0) {
+		e_debug(db->event, "Couldn't save the pushes finished "
+			"while exiting (they are sent again): %s", error);
+	}
 	deltapush_store_close(&db->store);
+	deltapush_db_states_clear(db);
 }
 
 void deltapush_db_deinit(struct deltapush_db **_db)
@@ -514,6 +710,8 @@ void deltapush_db_deinit(struct deltapush_db **_db)
 	deltapush_db_save_drained(db);
 	if (db->sender != NULL)
 		deltapush_sender_deinit(&db->sender);
+	deltapush_db_states_clear(db);
+	array_free(&db->dirty);
 	i_free(db->open_error);
 	i_free(db->unavailable_reason);
 	i_free(db->state_dir);

@@ -8,9 +8,11 @@ struct deltapush_settings;
 
 /* The one owner of the database: opens it (moving a corrupt file aside),
    checks that the file at the path is still the one open and reopens it,
-   prunes expired tokens, and runs the sender on it. The connections only
-   call the functions below. While the database can't be used every call
-   is refused with the reason, and it is tried again. */
+   prunes expired tokens, writes the push states the sender hands it
+   behind, and runs the sender on it. The connections only call the
+   functions below. While the database can't be used every call is
+   refused with the reason, and it is tried again (at most once a second
+   for requests, and every few seconds by itself). */
 struct deltapush_db;
 
 /* state_dir is where the default database directory lives (NULL when
@@ -56,6 +58,13 @@ int deltapush_db_forget(struct deltapush_db *db, const char *user,
 void deltapush_db_get_push_state(struct deltapush_db *db,
 				 const struct deltapush_store_token *token,
 				 struct deltapush_push_state *state_r);
+
+/* The sender hands over a token's new push state (the outcome of a
+   push, a flush, a clamp). It is written into this ioloop pass's group
+   commit, unacknowledged, and kept until that commits; after a failure
+   it is retried. A state lost in a crash only sends a push again. */
+void deltapush_db_save_state(struct deltapush_db *db, int64_t id,
+			     const struct deltapush_push_state *state);
 
 /* New mail for user; see deltapush_sender_notify(). */
 int deltapush_db_notify(struct deltapush_db *db, const char *user,

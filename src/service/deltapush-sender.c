@@ -12,13 +12,14 @@
 #include "deltapush-http.h"
 #include "deltapush-schedule.h"
 #include "deltapush-sender.h"
+#include "deltapush-db.h"
 
 /* deltapush_gone_limit counts token removals per this long */
 #define DELTAPUSH_SENDER_GONE_INTERVAL_SECS 3600
 
 /* How many pending pushes to read from the store at a time at startup. */
 #define DELTAPUSH_SENDER_LOAD_BATCH 1000
-/* Retry writing push states, or reading a due token, after a failure */
+/* Retry reading a due token after a failure */
 #define DELTAPUSH_SENDER_RETRY_MSECS 1000
 /* The longest the send timer is armed for; it is armed again then */
 #define DELTAPUSH_SENDER_MAX_TIMER_MSECS (3600 * 1000)
@@ -40,15 +41,12 @@ struct deltapush_pending {
 
 ARRAY_DEFINE_TYPE(deltapush_pending_p, struct deltapush_pending *);
 
-/* A push state to be written to the store. */
-struct deltapush_dirty_state {
-	int64_t id;
-	struct deltapush_push_state state;
-};
-
 struct deltapush_sender {
 	const struct deltapush_settings *set;
 	struct deltapush_schedule_settings sched_set;
+	/* The owner of the database, which writes the push states */
+	struct deltapush_db *db;
+	/* Read from, NULL once detached */
 	struct deltapush_store *store;
 	struct deltapush_http *http;
 	struct event *event;
@@ -57,14 +55,6 @@ struct deltapush_sender {
 	HASH_TABLE(void *, struct deltapush_pending *) pending;
 	struct timeout *to;
 	unsigned int in_flight;
-
-	/* Outcomes of finished pushes not yet in the store; written in one
-	   transaction per ioloop pass (see deltapush_sender_sync()) */
-	ARRAY(struct deltapush_dirty_state) dirty;
-	/* dirty[0 .. dirty_written) are written in the open group commit */
-	unsigned int dirty_written;
-	bool dirty_callback;
-	struct timeout *to_sync;
 
 	char *last_error;
 	time_t last_error_time;
@@ -169,92 +159,14 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 	return pend;
 }
 
-static void deltapush_sender_dirty_committed(int ret, const char *error,
-					     struct deltapush_sender *sender)
-{
-	sender->dirty_callback = FALSE;
-	if (ret < 0) {
-		/* Kept for the next try; until then a restart would send
-		   these pushes again, which is safe. */
-		e_error(sender->event, "Couldn't save push states: %s", error);
-		sender->dirty_written = 0;
-		if (sender->to_sync == NULL) {
-			sender->to_sync = timeout_add_to(io_loop_get_root(),
-				DELTAPUSH_SENDER_RETRY_MSECS,
-				deltapush_sender_sync, sender);
-		}
-		return;
-	}
-	/* Only now are they on disk */
-	array_delete(&sender->dirty, 0, sender->dirty_written);
-	sender->dirty_written = 0;
-}
-
-/* Write the queued push states not yet in the open group's transaction;
-   they leave the queue when it commits. The caller is in a savepoint
-   and resets dirty_written if it rolls back. */
-static int deltapush_sender_write_states(struct deltapush_sender *sender,
-					 const char **error_r)
-{
-	const struct deltapush_dirty_state *dirty;
-	unsigned int i, count = array_count(&sender->dirty);
-
-	for (i = sender->dirty_written; i < count; i++) {
-		dirty = array_idx(&sender->dirty, i);
-		/* 0 = the token is gone meanwhile: nothing to save */
-		if (deltapush_store_update_state(sender->store, dirty->id,
-						 &dirty->state, error_r) < 0)
-			return -1;
-	}
-	sender->dirty_written = count;
-	if (!sender->dirty_callback && count > 0) {
-		deltapush_store_group_add_callback(sender->store,
-			deltapush_sender_dirty_committed, sender);
-		sender->dirty_callback = TRUE;
-	}
-	return 0;
-}
-
-void deltapush_sender_sync(struct deltapush_sender *sender)
-{
-	unsigned int old_written = sender->dirty_written;
-	const char *error;
-
-	timeout_remove(&sender->to_sync);
-	if (sender->dirty_written == array_count(&sender->dirty))
-		return;
-	if (deltapush_store_group_join(sender->store, FALSE, &error) < 0 ||
-	    deltapush_store_savepoint(sender->store, &error) < 0) {
-		e_error(sender->event, "Couldn't save push states: %s", error);
-	} else if (deltapush_sender_write_states(sender, &error) < 0) {
-		deltapush_store_rollback_to(sender->store);
-		sender->dirty_written = old_written;
-		e_error(sender->event, "Couldn't save push states: %s", error);
-	} else if (deltapush_store_release(sender->store, &error) < 0) {
-		sender->dirty_written = old_written;
-		e_error(sender->event, "Couldn't save push states: %s", error);
-	} else {
-		return;
-	}
-	sender->to_sync = timeout_add_to(io_loop_get_root(),
-					 DELTAPUSH_SENDER_RETRY_MSECS,
-					 deltapush_sender_sync, sender);
-}
-
-/* Queue the push's state for the store. A push that is sent again after
-   a crash before the write is harmless; one lost is not, and nothing is
-   lost: the state only ever moves on from what is stored. It goes into
-   this ioloop pass's group commit. */
+/* Hand the push's state to the database's write-behind. A push that is
+   sent again after a crash before the write is harmless; one lost is
+   not, and nothing is lost: the state only ever moves on from what is
+   stored. */
 static void deltapush_sender_save(struct deltapush_sender *sender,
 				  struct deltapush_pending *pend)
 {
-	struct deltapush_dirty_state *dirty;
-
-	dirty = array_append_space(&sender->dirty);
-	dirty->id = pend->id;
-	dirty->state = pend->state;
-	if (sender->to_sync == NULL && sender->store != NULL)
-		deltapush_sender_sync(sender);
+	deltapush_db_save_state(sender->db, pend->id, &pend->state);
 }
 
 /* Returns TRUE if one more token may be removed because the proxy
@@ -316,9 +228,9 @@ deltapush_sender_finish_log(struct deltapush_sender *sender,
 
 /* Draining after the store was given up (shutdown, doveadm reload): the
    push stays due in the database, so the next process sends it again,
-   and a failure or a 410 is seen again then. A success is kept for
-   deltapush_sender_reattach(), which can save it when no new process has
-   the database yet (a plain stop). */
+   and a failure or a 410 is seen again then. A success goes to the
+   database's write-behind, which saves it when no new process has the
+   database yet (a plain stop). */
 static void
 deltapush_sender_finish_detached(struct deltapush_sender *sender,
 				 struct deltapush_pending *pend,
@@ -547,10 +459,9 @@ static void deltapush_sender_run(struct deltapush_sender *sender)
 	}
 }
 
-/* Inside the open savepoint: write the finished pushes' outcomes (the
-   store must know how earlier pushes ended before their tokens' state is
-   read from it), then the trigger into each of the user's live tokens.
-   The new states go to states[], memory is not changed yet. */
+/* Inside the open savepoint: write the trigger into each of the user's
+   live tokens. The new states go to states[], memory is not changed
+   yet. */
 static int
 deltapush_sender_notify_write(struct deltapush_sender *sender,
 			      const char *user, uint64_t now,
@@ -564,8 +475,7 @@ deltapush_sender_notify_write(struct deltapush_sender *sender,
 	unsigned int i, count;
 	bool *folded;
 
-	if (deltapush_sender_write_states(sender, error_r) < 0 ||
-	    deltapush_store_list(sender->store, user,
+	if (deltapush_store_list(sender->store, user,
 				 ioloop_time - sender->set->token_ttl_secs,
 				 pool_datastack_create(), tokens, error_r) < 0)
 		return -1;
@@ -627,7 +537,7 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	struct deltapush_push_state *states;
 	struct event_passthrough *e;
 	uint64_t now = deltapush_now_msecs();
-	unsigned int count, coalesced, old_written;
+	unsigned int count, coalesced;
 	bool *folded;
 
 	t_array_init(&tokens, 8);
@@ -636,17 +546,13 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	if (deltapush_store_group_join(sender->store, TRUE, error_r) < 0 ||
 	    deltapush_store_savepoint(sender->store, error_r) < 0)
 		return -1;
-	old_written = sender->dirty_written;
 	if (deltapush_sender_notify_write(sender, user, now, &tokens,
 					  &states, &folded, error_r) < 0) {
 		deltapush_store_rollback_to(sender->store);
-		sender->dirty_written = old_written;
 		return -1;
 	}
-	if (deltapush_store_release(sender->store, error_r) < 0) {
-		sender->dirty_written = old_written;
+	if (deltapush_store_release(sender->store, error_r) < 0)
 		return -1;
-	}
 	/* Memory moves on now: if the commit fails, the worst is a push
 	   for a trigger that was answered FAIL. */
 	count = array_count(&tokens);
@@ -783,37 +689,7 @@ void deltapush_sender_get_status(struct deltapush_sender *sender,
 
 void deltapush_sender_detach(struct deltapush_sender *sender)
 {
-	const char *error;
-
-	deltapush_sender_sync(sender);
-	if (deltapush_store_group_commit(sender->store, &error) < 0)
-		e_error(sender->event, "Couldn't save push states: %s", error);
-	timeout_remove(&sender->to_sync);
 	timeout_remove(&sender->to);
-	/* What could not be written stays due: sent again later */
-	array_clear(&sender->dirty);
-	sender->store = NULL;
-}
-
-bool deltapush_sender_have_unsaved(struct deltapush_sender *sender)
-{
-	return array_count(&sender->dirty) > 0;
-}
-
-void deltapush_sender_reattach(struct deltapush_sender *sender,
-			       struct deltapush_store *store)
-{
-	const char *error;
-
-	sender->store = store;
-	deltapush_sender_sync(sender);
-	timeout_remove(&sender->to_sync);
-	if (deltapush_store_group_commit(store, &error) < 0) {
-		e_debug(sender->event, "Couldn't save the pushes finished "
-			"while exiting (they are sent again): %s", error);
-	}
-	array_clear(&sender->dirty);
-	sender->dirty_written = 0;
 	sender->store = NULL;
 }
 
@@ -829,7 +705,7 @@ unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender)
 
 struct deltapush_sender *
 deltapush_sender_init(const struct deltapush_settings *set,
-		      struct deltapush_store *store,
+		      struct deltapush_db *db, struct deltapush_store *store,
 		      struct event *event_parent)
 {
 	struct deltapush_sender *sender;
@@ -842,6 +718,7 @@ deltapush_sender_init(const struct deltapush_settings *set,
 
 	sender = i_new(struct deltapush_sender, 1);
 	sender->set = set;
+	sender->db = db;
 	sender->store = store;
 	sender->sched_set.debounce_msecs = set->debounce_msecs;
 	sender->sched_set.retry_base_msecs = set->retry_base_msecs;
@@ -851,7 +728,6 @@ deltapush_sender_init(const struct deltapush_settings *set,
 	event_add_category(sender->event, &event_category_deltapush);
 	sender->queue = priorityq_init(deltapush_pending_cmp, 128);
 	hash_table_create_direct(&sender->pending, default_pool, 128);
-	i_array_init(&sender->dirty, 64);
 	sender->http = deltapush_http_init(&http_set, sender->event);
 	return sender;
 }
@@ -861,20 +737,10 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 	struct deltapush_sender *sender = *_sender;
 	struct hash_iterate_context *iter;
 	struct deltapush_pending *pend;
-	const char *error;
 	void *key;
 
 	*_sender = NULL;
 
-	if (sender->store != NULL) {
-		deltapush_sender_sync(sender);
-		/* The callbacks of the open group refer to the sender */
-		if (deltapush_store_group_commit(sender->store, &error) < 0) {
-			e_error(sender->event, "Couldn't save push states: %s",
-				error);
-		}
-	}
-	timeout_remove(&sender->to_sync);
 	timeout_remove(&sender->to);
 	/* No callbacks after this: in-flight pushes stay due in the store. */
 	deltapush_http_deinit(&sender->http);
@@ -884,7 +750,6 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&sender->pending);
 	priorityq_deinit(&sender->queue);
-	array_free(&sender->dirty);
 	i_free(sender->last_error);
 	event_unref(&sender->event);
 	i_free(sender);

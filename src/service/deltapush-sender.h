@@ -1,17 +1,21 @@
 #ifndef DELTAPUSH_SENDER_H
 #define DELTAPUSH_SENDER_H
 
+struct deltapush_db;
 struct deltapush_store;
 struct deltapush_settings;
 
 /* Decides when each token is pushed (coalescing, retries) and sends the
-   pushes. Every state change is in the store before it is acted on, so a
-   restart continues where the last process stopped. */
+   pushes. A trigger is in the store before it is acted on, and the
+   outcome of each push is handed to the database's write-behind
+   (deltapush_db_save_state()), so a restart continues where the last
+   process stopped. */
 struct deltapush_sender;
 
+/* db owns store and writes the push states the sender hands it. */
 struct deltapush_sender *
 deltapush_sender_init(const struct deltapush_settings *set,
-		      struct deltapush_store *store,
+		      struct deltapush_db *db, struct deltapush_store *store,
 		      struct event *event_parent);
 /* Aborts requests in flight: their pushes stay due in the store. */
 void deltapush_sender_deinit(struct deltapush_sender **sender);
@@ -21,15 +25,11 @@ int deltapush_sender_load(struct deltapush_sender *sender,
 			  const char **error_r);
 
 /* New mail for user: make each of the user's live tokens due for a push.
-   Returns the number of tokens triggered, or -1 with error_r when the
-   trigger could not be recorded (then nothing changed). */
+   The store must hold the outcomes of finished pushes already. Returns
+   the number of tokens triggered, or -1 with error_r when the trigger
+   could not be recorded (then nothing changed). */
 int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			    const char **error_r);
-
-/* Write the outcomes of finished pushes to the store now (they are
-   otherwise written once per ioloop pass). Call before reading push
-   state from the store directly. */
-void deltapush_sender_sync(struct deltapush_sender *sender);
 
 /* Make the pending pushes of user (NULL = everyone) due now, retries
    included. Returns how many, or -1 with error_r. */
@@ -53,18 +53,13 @@ struct deltapush_sender_status {
 void deltapush_sender_get_status(struct deltapush_sender *sender,
 				 struct deltapush_sender_status *status_r);
 
-/* Write what finished so far and stop using the store, which the caller
-   may then close: requests in flight may finish, but start nothing new and
-   change nothing stored. Their pushes stay due in the database, so the
-   next process sends them again (a push may arrive twice, none is lost).
-   Only deltapush_sender_deinit() may follow. */
+/* Stop using the store, which the caller may then close: requests in
+   flight may finish, but start nothing new and write nothing (their
+   outcomes still go to deltapush_db_save_state()). Their pushes stay due
+   in the database, so the next process sends them again (a push may
+   arrive twice, none is lost). Only deltapush_sender_deinit() may
+   follow. */
 void deltapush_sender_detach(struct deltapush_sender *sender);
-/* After detach: are there pushes that succeeded meanwhile, not saved? */
-bool deltapush_sender_have_unsaved(struct deltapush_sender *sender);
-/* Save them into store (opened again by the caller, which closes it
-   afterwards); on failure they are sent again by the next process. */
-void deltapush_sender_reattach(struct deltapush_sender *sender,
-			       struct deltapush_store *store);
 
 unsigned int deltapush_sender_get_in_flight(struct deltapush_sender *sender);
 unsigned int deltapush_sender_get_pending(struct deltapush_sender *sender);
