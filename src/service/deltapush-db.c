@@ -339,17 +339,17 @@ static int deltapush_db_open(struct deltapush_db *db)
 
 	db->open_tried_msecs = deltapush_db_now_msecs();
 	if (deltapush_db_open_store(db, &error) < 0) {
+		db->open_failures++;
 		if (db->open_error == NULL) {
 			/* once per failure streak, not every retry */
 			e_error(db->event, "Database unavailable, "
 				"registrations and pushes are refused until "
 				"it can be opened: %s", error);
 			db->open_error = i_strdup(error);
-		} else if (strcmp(error, db->open_error) != 0) {
-			e_debug(db->event, "Database still unavailable: %s",
-				error);
+		} else {
+			e_debug(db->event, "Database still unavailable "
+				"(attempt %u): %s", db->open_failures, error);
 		}
-		db->open_failures++;
 		deltapush_db_set_unavailable(db, error);
 		return -1;
 	}
