@@ -440,6 +440,16 @@ int deltapush_db_register(struct deltapush_db *db, const char *user,
 			  ARRAY_TYPE(const_string) *evicted,
 			  const char **error_r)
 {
+	time_t min_last_seen = seen -
+		deltapush_store_refresh_secs(db->set->token_ttl_secs);
+	int ret;
+
+	/* A token registered again while its last_seen is fresh is a read:
+	   answered at once, without a write or a disk sync */
+	ret = deltapush_store_is_fresh(db->store, user, token, min_last_seen,
+				       DELTAPUSH_TOKENS_MAX_PER_USER, error_r);
+	if (ret != 0)
+		return ret < 0 ? -1 : 0;
 	/* The client is told the token is stored once the group commit of
 	   this pass is on disk */
 	if (deltapush_store_group_join(db->store, TRUE, error_r) < 0)

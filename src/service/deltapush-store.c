@@ -16,6 +16,11 @@
    as an admin's sqlite3 shell) before failing. Kept short because the
    service blocks its ioloop meanwhile. */
 #define DELTAPUSH_STORE_BUSY_TIMEOUT_MSECS 1000
+/* A registration refreshes last_seen only once it is older than
+   1/DIVISOR of the TTL, or than MAX_SECS, whichever is less; see
+   deltapush_store_refresh_secs(). */
+#define DELTAPUSH_STORE_REFRESH_TTL_DIVISOR 16
+#define DELTAPUSH_STORE_REFRESH_MAX_SECS (24 * 3600)
 
 /* Schema upgrade steps: deltapush_store_upgrades[n] brings a database from
    user_version n to n + 1 and ends by setting user_version. A new schema
@@ -60,6 +65,7 @@ enum deltapush_store_stmt {
 	DELTAPUSH_STORE_STMT_SAVEPOINT,
 	DELTAPUSH_STORE_STMT_RELEASE,
 	DELTAPUSH_STORE_STMT_ROLLBACK_TO,
+	DELTAPUSH_STORE_STMT_SEEN,
 	DELTAPUSH_STORE_STMT_REFRESH,
 	DELTAPUSH_STORE_STMT_INSERT,
 	DELTAPUSH_STORE_STMT_EXCESS,
@@ -85,6 +91,10 @@ static const char *const deltapush_store_sql[DELTAPUSH_STORE_STMT_COUNT] = {
 	[DELTAPUSH_STORE_STMT_SAVEPOINT] = "SAVEPOINT deltapush_call",
 	[DELTAPUSH_STORE_STMT_RELEASE] = "RELEASE deltapush_call",
 	[DELTAPUSH_STORE_STMT_ROLLBACK_TO] = "ROLLBACK TO deltapush_call",
+	[DELTAPUSH_STORE_STMT_SEEN] =
+		"SELECT last_seen,"
+		" (SELECT COUNT(*) FROM tokens WHERE username = ?1)"
+		" FROM tokens WHERE username = ?1 AND token = ?2",
 	[DELTAPUSH_STORE_STMT_REFRESH] =
 		"UPDATE tokens SET last_seen = MAX(last_seen, ?3)"
 		" WHERE username = ?1 AND token = ?2",
@@ -934,6 +944,33 @@ int deltapush_store_register(struct deltapush_store *store, const char *user,
 			array_push_back(evicted_r, &str);
 		}
 	}
+	return ret;
+}
+
+unsigned int deltapush_store_refresh_secs(unsigned int token_ttl_secs)
+{
+	return I_MIN(token_ttl_secs / DELTAPUSH_STORE_REFRESH_TTL_DIVISOR,
+		     DELTAPUSH_STORE_REFRESH_MAX_SECS);
+}
+
+int deltapush_store_is_fresh(struct deltapush_store *store, const char *user,
+			     const char *token, time_t min_last_seen,
+			     unsigned int max_tokens, const char **error_r)
+{
+	sqlite3_stmt *stmt;
+	int ret;
+
+	if (deltapush_store_check_transaction(store, error_r) < 0)
+		return -1;
+	stmt = deltapush_store_stmt(store, DELTAPUSH_STORE_STMT_SEEN);
+	if (deltapush_store_bind_str(stmt, 1, user) != SQLITE_OK ||
+	    deltapush_store_bind_str(stmt, 2, token) != SQLITE_OK)
+		return deltapush_store_bind_failed(store, stmt, error_r);
+	ret = deltapush_store_step(store, stmt, error_r);
+	if (ret > 0 && (sqlite3_column_int64(stmt, 0) < min_last_seen ||
+			sqlite3_column_int64(stmt, 1) >= max_tokens))
+		ret = 0;
+	deltapush_store_reset(stmt);
 	return ret;
 }
 

@@ -96,6 +96,23 @@ int deltapush_store_register(struct deltapush_store *store, const char *user,
 			     ARRAY_TYPE(const_string) *evicted_r,
 			     const char **error_r);
 
+/* Delta Chat registers the same token again at every IMAP login, so a
+   registration of a token the user has is a read: last_seen is written
+   only once it lags by more than this, a sixteenth of the TTL but at most
+   a day. A token then expires at most that much before the TTL has
+   passed since its last registration (with the default 90 days: after
+   89 to 90 days), and a device that logs in all the time costs one write
+   a day instead of one per login. 0 for a TTL under 16 s. */
+unsigned int deltapush_store_refresh_secs(unsigned int token_ttl_secs);
+/* Returns 1 if the user has token with a last_seen at or after
+   min_last_seen and fewer than max_tokens tokens (registering it again
+   need not write), 0 if not, -1 on error. A full set is written on every
+   registration: the next token evicts the least recently seen one, and
+   that must be the one the user's devices really saw least recently. */
+int deltapush_store_is_fresh(struct deltapush_store *store, const char *user,
+			     const char *token, time_t min_last_seen,
+			     unsigned int max_tokens, const char **error_r);
+
 /* Get the user's tokens last seen at or after min_last_seen, oldest
    registration first. Returns 0 on success (also when there are none),
    -1 on error. */

@@ -263,6 +263,122 @@ static void test_store_register_refresh(void)
 	test_end();
 }
 
+/* What the service does for a registration at now (fake clock):
+   deltapush_db_register(). wrote_r says whether it wrote. */
+static int
+test_register_again(struct deltapush_store *store, const char *user,
+		    const char *token, time_t now, unsigned int ttl_secs,
+		    bool *wrote_r)
+{
+	const char *error;
+	int ret;
+
+	ret = deltapush_store_is_fresh(store, user, token, now -
+			deltapush_store_refresh_secs(ttl_secs), MAX_TOKENS,
+			&error);
+	if (ret < 0)
+		i_error("deltapush_store_is_fresh() failed: %s", error);
+	*wrote_r = ret == 0;
+	if (ret != 0)
+		return ret < 0 ? -1 : 0;
+	return test_register(store, user, token, now);
+}
+
+static time_t test_last_seen(struct deltapush_store *store, const char *user)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens = test_list(store, user, 0);
+	const struct deltapush_store_token *token;
+
+	if (array_count(&tokens) != 1)
+		return -1;
+	token = array_front(&tokens);
+	return token->last_seen;
+}
+
+/* The WAL file as it is now: every commit writes to it */
+static void test_wal_stat(const char *path, struct stat *st_r)
+{
+	const char *wal = t_strconcat(path, "-wal", NULL);
+
+	if (stat(wal, st_r) < 0)
+		i_fatal("stat(%s) failed: %m", wal);
+}
+
+static bool test_wal_unchanged(const char *path, const struct stat *old)
+{
+	struct stat st;
+
+	test_wal_stat(path, &st);
+	return st.st_size == old->st_size &&
+		st.st_mtim.tv_sec == old->st_mtim.tv_sec &&
+		st.st_mtim.tv_nsec == old->st_mtim.tv_nsec;
+}
+
+static void test_store_register_fresh(void)
+{
+	const unsigned int ttl = 90 * 24 * 3600, day = 24 * 3600;
+	const time_t t0 = 1700000000;
+	struct deltapush_store *store;
+	struct stat st;
+	const char *path;
+	bool wrote;
+
+	test_begin("store registration of a fresh token is a read");
+	/* a sixteenth of the TTL, at most a day */
+	test_assert(deltapush_store_refresh_secs(ttl) == day);
+	test_assert(deltapush_store_refresh_secs(7 * day) == 7 * day / 16);
+	test_assert(deltapush_store_refresh_secs(16) == 1);
+	test_assert(deltapush_store_refresh_secs(15) == 0);
+	test_assert(deltapush_store_refresh_secs(0) == 0);
+
+	path = test_store_path();
+	store = test_store_open(path);
+	test_assert(test_register_again(store, "alice", "tok", t0, ttl,
+					&wrote) == 1 && wrote);
+	test_wal_stat(path, &st);
+	/* every login within a day: nothing written, last_seen stays */
+	test_assert(test_register_again(store, "alice", "tok", t0 + 1, ttl,
+					&wrote) == 0 && !wrote);
+	test_assert(test_register_again(store, "alice", "tok", t0 + day, ttl,
+					&wrote) == 0 && !wrote);
+	test_assert(test_last_seen(store, "alice") == t0);
+	test_assert(test_wal_unchanged(path, &st));
+	/* an import of an older registration: nothing to move either */
+	test_assert(test_register_again(store, "alice", "tok", t0 - 10 * day,
+					ttl, &wrote) == 0 && !wrote);
+	test_assert(test_wal_unchanged(path, &st));
+	/* stale by more than a day: refreshed */
+	test_assert(test_register_again(store, "alice", "tok",
+					t0 + day + 1, ttl, &wrote) == 0 &&
+		    wrote);
+	test_assert(test_last_seen(store, "alice") == t0 + day + 1);
+	test_assert(!test_wal_unchanged(path, &st));
+	/* the same token of another user is another token */
+	test_assert(test_register_again(store, "bob", "tok", t0 + 2, ttl,
+					&wrote) == 1 && wrote);
+	test_assert(test_last_seen(store, "bob") == t0 + 2);
+	/* a short TTL refreshes every second, as without the check */
+	test_assert(test_register_again(store, "bob", "tok", t0 + 2, 2,
+					&wrote) == 0 && !wrote);
+	test_assert(test_register_again(store, "bob", "tok", t0 + 3, 2,
+					&wrote) == 0 && wrote);
+	test_assert(test_last_seen(store, "bob") == t0 + 3);
+	/* a full set is written on every registration: it decides which
+	   token the next one evicts */
+	for (unsigned int i = 1; i < MAX_TOKENS; i++) {
+		test_assert_idx(test_register(store, "bob",
+			t_strdup_printf("tok-%u", i), t0 + 3) == 1, i);
+	}
+	test_assert(test_register_again(store, "bob", "tok", t0 + 4, ttl,
+					&wrote) == 0 && wrote);
+	/* expiry still goes by the stored last_seen */
+	test_assert_strcmp(test_list_str(store, "alice", t0 + day + 1), "tok");
+	test_assert_strcmp(test_list_str(store, "alice", t0 + day + 2), "");
+	deltapush_store_close(&store);
+	test_store_path_cleanup();
+	test_end();
+}
+
 static void test_store_list_order(void)
 {
 	struct deltapush_store *store;
@@ -1116,6 +1232,7 @@ int main(void)
 	static void (*const test_functions[])(void) = {
 		test_store_open_reopen,
 		test_store_register_refresh,
+		test_store_register_fresh,
 		test_store_list_order,
 		test_store_evict,
 		test_store_expiry,

@@ -3,10 +3,12 @@ pace while it can't be opened, and a registration of a token the user
 has already, recently, is answered without writing."""
 
 import os
+import re
 import signal
 
 from dovecot_instance import wait_until
-from helpers import make_token, new_user
+from helpers import (DEVICETOKEN, make_token, new_user, register, token_id,
+                     tokens_of)
 from service_client import ServiceConn
 
 DEBUG = "log_debug = category=deltapush\n"
@@ -61,3 +63,41 @@ def test_missing_db_dir_is_opened_at_most_once_a_second(dovecot_factory,
     assert dovecot.log_text().count("is available again") == 1
     for c in conns:
         c.sock.close()
+
+
+def _wal_state(dovecot):
+    """What a commit changes: the WAL file's size and mtime (the service
+    keeps the database locked, so SQLite never checkpoints it away
+    between commits unnoticed: a checkpoint happens in a commit)."""
+    st = os.stat(dovecot.db_path + "-wal")
+    return st.st_size, st.st_mtime_ns
+
+
+def _commits(log):
+    return len(re.findall(r"Committed \d+ write\(s\)", log))
+
+
+def test_registering_the_same_token_again_writes_nothing(dovecot_factory):
+    # Delta Chat sends its token again at every IMAP login: with the
+    # default TTL that must be a read, with no commit and no fsync.
+    dovecot = dovecot_factory(extra_config=DEBUG)
+    user, token = new_user(), make_token()
+    register(dovecot, user, token)
+    before = _wal_state(dovecot)
+    mark = dovecot.log_size()
+    for _ in range(5):
+        with dovecot.imap(user) as client:
+            reply = client.setmetadata("INBOX", DEVICETOKEN, token)
+            assert reply.ok, reply
+    assert tokens_of(dovecot, user) == [token]
+    log = dovecot.log_since(mark)
+    assert _commits(log) == 0, log
+    assert _wal_state(dovecot) == before
+    assert log.count("Refreshed token %s" % token_id(token)) == 5, log
+
+    # A new token is a write, seen the same way
+    other = make_token()
+    register(dovecot, user, other)
+    assert _commits(dovecot.log_since(mark)) == 1, dovecot.log_since(mark)
+    assert _wal_state(dovecot) != before
+    assert tokens_of(dovecot, user) == [token, other]
