@@ -5,6 +5,7 @@
 #include "strnum.h"
 #include "ioloop.h"
 #include "time-util.h"
+#include "hash-method.h"
 #include "deltapush-common.h"
 #include "deltapush-store.h"
 
@@ -48,6 +49,40 @@ static const char *const deltapush_store_upgrades[] = {
 	"CREATE INDEX tokens_pending ON tokens (due_ms, id)"
 	" WHERE due_ms IS NOT NULL;"
 	"PRAGMA user_version = 1;",
+	/* 1 -> 2: UNIQUE (username, token) kept a second copy of every
+	   token in its index. The index holds a 64-bit hash of the token
+	   instead (deltapush_token_hash(), see deltapush_store_token_hash());
+	   lookups compare the whole token, and the service, the only
+	   writer, keeps (username, token) unique. SQLite can't drop a
+	   constraint, so the table is copied; the AUTOINCREMENT counter goes
+	   along, so that no removed token's id is given out again. */
+	"CREATE TABLE tokens_v2 ("
+	" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	" username TEXT NOT NULL,"
+	" token TEXT NOT NULL,"
+	" token_hash INTEGER NOT NULL,"
+	" created INTEGER NOT NULL,"
+	" last_seen INTEGER NOT NULL,"
+	" last_sent_ms INTEGER NOT NULL DEFAULT 0,"
+	" due_ms INTEGER,"
+	" deadline_ms INTEGER NOT NULL DEFAULT 0,"
+	" attempts INTEGER NOT NULL DEFAULT 0,"
+	" waiting INTEGER NOT NULL DEFAULT 0"
+	");"
+	"INSERT INTO sqlite_sequence (name, seq)"
+	" SELECT 'tokens_v2', seq FROM sqlite_sequence WHERE name = 'tokens';"
+	"INSERT INTO tokens_v2 (id, username, token, token_hash, created,"
+	" last_seen, last_sent_ms, due_ms, deadline_ms, attempts, waiting)"
+	" SELECT id, username, token, deltapush_token_hash(token), created,"
+	" last_seen, last_sent_ms, due_ms, deadline_ms, attempts, waiting"
+	" FROM tokens ORDER BY id;"
+	"DROP TABLE tokens;"
+	"ALTER TABLE tokens_v2 RENAME TO tokens;"
+	"CREATE INDEX tokens_user ON tokens (username, token_hash);"
+	"CREATE INDEX tokens_last_seen ON tokens (last_seen);"
+	"CREATE INDEX tokens_pending ON tokens (due_ms, id)"
+	" WHERE due_ms IS NOT NULL;"
+	"PRAGMA user_version = 2;",
 };
 #define DELTAPUSH_STORE_SCHEMA_VERSION \
 	((int64_t)N_ELEMENTS(deltapush_store_upgrades))
@@ -91,16 +126,18 @@ static const char *const deltapush_store_sql[DELTAPUSH_STORE_STMT_COUNT] = {
 	[DELTAPUSH_STORE_STMT_SAVEPOINT] = "SAVEPOINT deltapush_call",
 	[DELTAPUSH_STORE_STMT_RELEASE] = "RELEASE deltapush_call",
 	[DELTAPUSH_STORE_STMT_ROLLBACK_TO] = "ROLLBACK TO deltapush_call",
+	/* ?3 is the token's hash */
 	[DELTAPUSH_STORE_STMT_SEEN] =
 		"SELECT last_seen,"
 		" (SELECT COUNT(*) FROM tokens WHERE username = ?1)"
-		" FROM tokens WHERE username = ?1 AND token = ?2",
+		" FROM tokens"
+		" WHERE username = ?1 AND token_hash = ?3 AND token = ?2",
 	[DELTAPUSH_STORE_STMT_REFRESH] =
-		"UPDATE tokens SET last_seen = MAX(last_seen, ?3)"
-		" WHERE username = ?1 AND token = ?2",
+		"UPDATE tokens SET last_seen = MAX(last_seen, ?4)"
+		" WHERE username = ?1 AND token_hash = ?3 AND token = ?2",
 	[DELTAPUSH_STORE_STMT_INSERT] =
-		"INSERT INTO tokens (username, token, created, last_seen)"
-		" VALUES (?1, ?2, ?3, ?3)",
+		"INSERT INTO tokens (username, token, token_hash, created,"
+		" last_seen) VALUES (?1, ?2, ?3, ?4, ?4)",
 	/* The user's tokens beyond the ?2 most recently seen ones (of equal
 	   last_seen the newer registration stays), oldest first */
 	[DELTAPUSH_STORE_STMT_EXCESS] =
@@ -412,6 +449,37 @@ deltapush_store_create_file(struct deltapush_store *store,
 	return 0;
 }
 
+/* The index key of a token: the first 8 bytes of its SHA-256. It is
+   stored, so it must never change. */
+static int64_t deltapush_store_token_hash(const char *token, size_t size)
+{
+	const struct hash_method *sha256 = hash_method_lookup("sha256");
+	unsigned char digest[32];
+	uint64_t hash = 0;
+	unsigned int i;
+
+	i_assert(sha256 != NULL && sha256->digest_size == sizeof(digest));
+	hash_method_get_digest(sha256, token, size, digest);
+	for (i = 0; i < sizeof(hash); i++)
+		hash = (hash << 8) | digest[i];
+	return (int64_t)hash;
+}
+
+/* deltapush_token_hash(token) in SQL, for the schema upgrade */
+static void
+deltapush_store_sql_token_hash(sqlite3_context *ctx, int argc ATTR_UNUSED,
+			       sqlite3_value **argv)
+{
+	const unsigned char *token = sqlite3_value_text(argv[0]);
+
+	if (token == NULL) {
+		sqlite3_result_null(ctx);
+		return;
+	}
+	sqlite3_result_int64(ctx, deltapush_store_token_hash(
+		(const char *)token, sqlite3_value_bytes(argv[0])));
+}
+
 static int
 deltapush_store_upgrade(struct deltapush_store *store, const char **error_r)
 {
@@ -451,7 +519,7 @@ deltapush_store_init_schema(struct deltapush_store *store,
 			    const char **error_r)
 {
 	int64_t version;
-	int ret;
+	int rc, ret;
 
 	if (deltapush_store_query_int(store, "PRAGMA user_version",
 				      &version, error_r) < 0)
@@ -467,6 +535,17 @@ deltapush_store_init_schema(struct deltapush_store *store,
 			" (downgrade is not supported)", store->path,
 			version, DELTAPUSH_STORE_SCHEMA_VERSION);
 		return -1;
+	}
+
+	/* The upgrade to version 2 hashes every token */
+	rc = sqlite3_create_function_v2(store->db, "deltapush_token_hash", 1,
+					SQLITE_UTF8 | SQLITE_DETERMINISTIC,
+					NULL, deltapush_store_sql_token_hash,
+					NULL, NULL, NULL);
+	if (rc != SQLITE_OK) {
+		return deltapush_store_failed(store,
+			"sqlite3_create_function", "deltapush_token_hash",
+			rc, error_r);
 	}
 
 	/* Create or upgrade in one transaction, so that a crash leaves the
@@ -850,7 +929,8 @@ deltapush_store_column_str(sqlite3_stmt *stmt, int col, pool_t pool)
 static int
 deltapush_store_register_locked(struct deltapush_store *store,
 				const char *user, const char *token,
-				time_t now, unsigned int max_tokens,
+				int64_t token_hash, time_t now,
+				unsigned int max_tokens,
 				ARRAY_TYPE(deltapush_store_evictee) *evictees,
 				const char **error_r)
 {
@@ -863,7 +943,8 @@ deltapush_store_register_locked(struct deltapush_store *store,
 	stmt = deltapush_store_stmt(store, DELTAPUSH_STORE_STMT_REFRESH);
 	if (deltapush_store_bind_str(stmt, 1, user) != SQLITE_OK ||
 	    deltapush_store_bind_str(stmt, 2, token) != SQLITE_OK ||
-	    sqlite3_bind_int64(stmt, 3, now) != SQLITE_OK)
+	    sqlite3_bind_int64(stmt, 3, token_hash) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 4, now) != SQLITE_OK)
 		return deltapush_store_bind_failed(store, stmt, error_r);
 	if (deltapush_store_change(store, stmt, &count, error_r) < 0)
 		return -1;
@@ -874,7 +955,8 @@ deltapush_store_register_locked(struct deltapush_store *store,
 					    DELTAPUSH_STORE_STMT_INSERT);
 		if (deltapush_store_bind_str(stmt, 1, user) != SQLITE_OK ||
 		    deltapush_store_bind_str(stmt, 2, token) != SQLITE_OK ||
-		    sqlite3_bind_int64(stmt, 3, now) != SQLITE_OK)
+		    sqlite3_bind_int64(stmt, 3, token_hash) != SQLITE_OK ||
+		    sqlite3_bind_int64(stmt, 4, now) != SQLITE_OK)
 			return deltapush_store_bind_failed(store, stmt,
 							   error_r);
 		if (deltapush_store_change(store, stmt, &count, error_r) < 0)
@@ -928,8 +1010,9 @@ int deltapush_store_register(struct deltapush_store *store, const char *user,
 	if (deltapush_store_call_begin(store, error_r) < 0)
 		return -1;
 	t_array_init(&evictees, 4);
-	ret = deltapush_store_register_locked(store, user, token, now,
-					      max_tokens, &evictees, error_r);
+	ret = deltapush_store_register_locked(store, user, token,
+			deltapush_store_token_hash(token, strlen(token)), now,
+			max_tokens, &evictees, error_r);
 	if (ret < 0) {
 		deltapush_store_call_rollback(store);
 		return -1;
@@ -964,7 +1047,9 @@ int deltapush_store_is_fresh(struct deltapush_store *store, const char *user,
 		return -1;
 	stmt = deltapush_store_stmt(store, DELTAPUSH_STORE_STMT_SEEN);
 	if (deltapush_store_bind_str(stmt, 1, user) != SQLITE_OK ||
-	    deltapush_store_bind_str(stmt, 2, token) != SQLITE_OK)
+	    deltapush_store_bind_str(stmt, 2, token) != SQLITE_OK ||
+	    sqlite3_bind_int64(stmt, 3, deltapush_store_token_hash(token,
+				strlen(token))) != SQLITE_OK)
 		return deltapush_store_bind_failed(store, stmt, error_r);
 	ret = deltapush_store_step(store, stmt, error_r);
 	if (ret > 0 && (sqlite3_column_int64(stmt, 0) < min_last_seen ||

@@ -207,8 +207,8 @@ static void test_store_open_reopen(void)
 	deltapush_store_close(&store);
 	test_assert(store == NULL);
 
-	/* the schema is version 1 and the journal is WAL */
-	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 1);
+	/* the schema is version 2 and the journal is WAL */
+	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 2);
 	test_assert(test_sqlite_int(path,
 		"SELECT COUNT(*) FROM sqlite_master "
 		"WHERE type = 'index' AND name = 'tokens_pending'") == 1);
@@ -374,6 +374,105 @@ static void test_store_register_fresh(void)
 	/* expiry still goes by the stored last_seen */
 	test_assert_strcmp(test_list_str(store, "alice", t0 + day + 1), "tok");
 	test_assert_strcmp(test_list_str(store, "alice", t0 + day + 2), "");
+	deltapush_store_close(&store);
+	test_store_path_cleanup();
+	test_end();
+}
+
+/* A database as deltapush 0.2 (schema version 1) left it */
+static void test_store_create_v1(const char *path)
+{
+	static const char *const sql =
+		"PRAGMA journal_mode = WAL;"
+		"CREATE TABLE tokens ("
+		" id INTEGER PRIMARY KEY AUTOINCREMENT,"
+		" username TEXT NOT NULL,"
+		" token TEXT NOT NULL,"
+		" created INTEGER NOT NULL,"
+		" last_seen INTEGER NOT NULL,"
+		" last_sent_ms INTEGER NOT NULL DEFAULT 0,"
+		" due_ms INTEGER,"
+		" deadline_ms INTEGER NOT NULL DEFAULT 0,"
+		" attempts INTEGER NOT NULL DEFAULT 0,"
+		" waiting INTEGER NOT NULL DEFAULT 0,"
+		" UNIQUE (username, token)"
+		");"
+		"CREATE INDEX tokens_last_seen ON tokens (last_seen);"
+		"CREATE INDEX tokens_pending ON tokens (due_ms, id)"
+		" WHERE due_ms IS NOT NULL;"
+		"PRAGMA user_version = 1;"
+		"INSERT INTO tokens (username, token, created, last_seen)"
+		" VALUES ('alice', 'tok-1', 100, 500), ('alice', 'tok-2', 200, 600),"
+		"  ('bob', 'tok-1', 300, 700), ('carol', 'gone', 400, 400);"
+		"UPDATE tokens SET last_sent_ms = 7, due_ms = 9000,"
+		" deadline_ms = 99000, attempts = 2, waiting = 1 WHERE id = 2;"
+		/* the highest id was given out and removed again */
+		"DELETE FROM tokens WHERE id = 4;";
+	sqlite3 *db;
+	char *errmsg = NULL;
+
+	if (sqlite3_open(path, &db) != SQLITE_OK)
+		i_fatal("sqlite3_open(%s) failed: %s", path, sqlite3_errmsg(db));
+	if (sqlite3_exec(db, sql, NULL, NULL, &errmsg) != SQLITE_OK)
+		i_fatal("sqlite3_exec() failed: %s", errmsg);
+	(void)sqlite3_close(db);
+}
+
+static void test_store_upgrade_v1(void)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token;
+	struct deltapush_store *store;
+	const char *path, *error;
+
+	test_begin("store upgrades a version 1 database in place");
+	path = test_store_path();
+	test_store_create_v1(path);
+	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM sqlite_master "
+		"WHERE name = 'sqlite_autoindex_tokens_1'") == 1);
+
+	store = test_store_open(path);
+	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 2);
+	/* no index holds a copy of the tokens any more */
+	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM sqlite_master "
+		"WHERE name = 'sqlite_autoindex_tokens_1'") == 0);
+	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM sqlite_master "
+		"WHERE type = 'index' AND tbl_name = 'tokens'") == 3);
+
+	/* everything is there as it was */
+	test_assert_strcmp(test_list_str(store, "alice", 0), "tok-1,tok-2");
+	test_assert_strcmp(test_list_str(store, "bob", 0), "tok-1");
+	test_assert_strcmp(test_list_str(store, "carol", 0), "");
+	tokens = test_list(store, "alice", 0);
+	test_assert(array_count(&tokens) == 2);
+	token = array_idx(&tokens, 1);
+	test_assert(token->id == 2 && token->created == 200 &&
+		    token->last_seen == 600);
+	test_assert(token->state.last_sent_msecs == 7 &&
+		    token->state.due_msecs == 9000 &&
+		    token->state.deadline_msecs == 99000 &&
+		    token->state.attempts == 2 && token->state.waiting == 1);
+	t_array_init(&tokens, 4);
+	test_assert(deltapush_store_get_pending(store, 0, 0, 10,
+		pool_datastack_create(), &tokens, &error) == 0);
+	test_assert(array_count(&tokens) == 1);
+
+	/* and found by its hash: registering it again refreshes it */
+	test_assert(deltapush_store_is_fresh(store, "alice", "tok-1", 500,
+					     MAX_TOKENS, &error) == 1);
+	test_assert(deltapush_store_is_fresh(store, "bob", "tok-2", 0,
+					     MAX_TOKENS, &error) == 0);
+	test_assert(test_register(store, "alice", "tok-1", 800) == 0);
+	test_assert(test_register(store, "bob", "tok-1", 800) == 0);
+	test_assert_strcmp(test_list_str(store, "alice", 800), "tok-1");
+	/* a new token never gets the id of a removed one */
+	test_assert(test_register(store, "carol", "new", 800) == 1);
+	test_assert(test_token_id(store, "carol", "new") == 5);
+	deltapush_store_close(&store);
+
+	/* opened again: nothing more to do */
+	store = test_store_open(path);
+	test_assert_strcmp(test_list_str(store, "alice", 0), "tok-1,tok-2");
 	deltapush_store_close(&store);
 	test_store_path_cleanup();
 	test_end();
@@ -1187,12 +1286,12 @@ static void test_store_open_errors(void)
 	store = test_store_open(path);
 	test_assert(test_register(store, "u", "a", 100) == 1);
 	deltapush_store_close(&store);
-	test_assert(test_sqlite_int(path, "PRAGMA user_version = 2") == -1);
+	test_assert(test_sqlite_int(path, "PRAGMA user_version = 3") == -1);
 	error = NULL;
 	test_assert(deltapush_store_open(path, FALSE, NULL, &store, &error) == -1);
-	test_assert(error != NULL && strstr(error, "version 2") != NULL);
+	test_assert(error != NULL && strstr(error, "version 3") != NULL);
 	/* and it was left alone */
-	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 2);
+	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 3);
 	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM tokens") == 1);
 	i_unlink(path);
 
@@ -1233,6 +1332,7 @@ int main(void)
 		test_store_open_reopen,
 		test_store_register_refresh,
 		test_store_register_fresh,
+		test_store_upgrade_v1,
 		test_store_list_order,
 		test_store_evict,
 		test_store_expiry,
