@@ -514,6 +514,21 @@ deltapush_store_upgrade(struct deltapush_store *store, const char **error_r)
 	return 0;
 }
 
+static void
+deltapush_store_upgraded(struct deltapush_store *store, int64_t old_version)
+{
+	const char *error;
+
+	e_info(store->event, "Upgraded database %s from schema version "
+	       "%"PRId64" to %"PRId64, store->path, old_version,
+	       DELTAPUSH_STORE_SCHEMA_VERSION);
+	/* An upgrade that copies the table leaves a WAL file as large as
+	   the table, which SQLite would keep at that size for reuse */
+	if (deltapush_store_exec(store, "PRAGMA wal_checkpoint(TRUNCATE)",
+				 &error) < 0)
+		e_warning(store->event, "%s", error);
+}
+
 static int
 deltapush_store_init_schema(struct deltapush_store *store,
 			    const char **error_r)
@@ -561,6 +576,8 @@ deltapush_store_init_schema(struct deltapush_store *store,
 		if (deltapush_store_exec(store, "ROLLBACK", &error) < 0)
 			e_error(store->event, "%s", error);
 	}
+	if (ret == 0 && version > 0)
+		deltapush_store_upgraded(store, version);
 	return ret;
 }
 

@@ -424,6 +424,7 @@ static void test_store_upgrade_v1(void)
 	const struct deltapush_store_token *token;
 	struct deltapush_store *store;
 	const char *path, *error;
+	struct stat st;
 
 	test_begin("store upgrades a version 1 database in place");
 	path = test_store_path();
@@ -433,6 +434,9 @@ static void test_store_upgrade_v1(void)
 
 	store = test_store_open(path);
 	test_assert(test_sqlite_int(path, "PRAGMA user_version") == 2);
+	/* the copy of the table left no large WAL file behind */
+	test_assert(stat(t_strconcat(path, "-wal", NULL), &st) == 0 &&
+		    st.st_size == 0);
 	/* no index holds a copy of the tokens any more */
 	test_assert(test_sqlite_int(path, "SELECT COUNT(*) FROM sqlite_master "
 		"WHERE name = 'sqlite_autoindex_tokens_1'") == 0);
