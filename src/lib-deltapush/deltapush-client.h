@@ -34,6 +34,34 @@ int deltapush_client_request(const char *socket_path,
 			     const char *const **fields_r,
 			     const char **error_r);
 
+/* A request sent with deltapush_client_send() whose reply is not read
+   yet. */
+struct deltapush_client_reply;
+
+/* The first half of deltapush_client_request(): send the request and
+   return without waiting for its reply, so that the service works on it
+   while the caller does something else (the delivery path sends NOTIFY
+   when a message is saved and reads the reply once the mail is
+   committed). Never fails: what went wrong is returned by
+   deltapush_client_finish(), which must be called (or
+   deltapush_client_abandon()) for every request sent. The time limit
+   counts from this call. Requests sent on the kept connection before
+   earlier ones were finished are pipelined; the service answers in
+   order. */
+struct deltapush_client_reply *
+deltapush_client_send(const char *socket_path, unsigned int timeout_msecs,
+		      struct event *event,
+		      const struct deltapush_request *request,
+		      bool keep_connection);
+/* The second half: wait for the reply (within the time left), retrying
+   as deltapush_client_request() does. Returns the same. */
+int deltapush_client_finish(struct deltapush_client_reply **reply,
+			    const char *const **fields_r,
+			    const char **error_r);
+/* The caller no longer wants the reply (the mail transaction failed):
+   it is read and dropped when it arrives, and nothing waits for it. */
+void deltapush_client_abandon(struct deltapush_client_reply **reply);
+
 /* Close a kept connection; call at module deinit. */
 void deltapush_client_deinit(void);
 

@@ -30,7 +30,12 @@ struct deltapush_message {
 struct deltapush_driver_txn {
 	unsigned int messages;
 	unsigned int skipped;
+	/* The NOTIFY sent when the first wanted message was saved; its
+	   reply is read when the transaction ends */
+	struct deltapush_client_reply *notify;
 };
+
+static const struct push_notification_driver deltapush_driver;
 
 static bool deltapush_auto_submitted(struct mail *mail)
 {
@@ -63,6 +68,41 @@ static bool deltapush_from_self(struct mail *mail, const char *username)
 			  username) == 0;
 }
 
+static struct deltapush_driver_txn *
+deltapush_driver_txn_get(struct push_notification_txn *ptxn)
+{
+	struct push_notification_driver_txn *dtxn;
+
+	array_foreach_elem(&ptxn->drivers, dtxn) {
+		if (dtxn->duser->driver == &deltapush_driver)
+			return dtxn->context;
+	}
+	return NULL;
+}
+
+/* Send the transaction's NOTIFY now, as the message is saved, so that
+   the service commits it while the mail storage commits the message;
+   deltapush_driver_end_txn() waits for the acknowledgement before the
+   delivery is. If the mail transaction fails after all, the only harm is
+   one push too many. */
+static void deltapush_driver_notify_send(struct push_notification_txn *ptxn)
+{
+	struct deltapush_driver_txn *txn = deltapush_driver_txn_get(ptxn);
+	struct deltapush_user *duser = DELTAPUSH_USER_CONTEXT(ptxn->muser);
+	struct deltapush_request request = {
+		.type = DELTAPUSH_REQUEST_NOTIFY,
+		.user = ptxn->muser->username,
+	};
+
+	if (txn == NULL || txn->notify != NULL) {
+		/* not our transaction, or one request covers it all */
+		return;
+	}
+	txn->notify = deltapush_client_send(duser->socket_path,
+					    duser->set->service_timeout_msecs,
+					    duser->event, &request, TRUE);
+}
+
 static void
 deltapush_event_save(struct push_notification_txn *ptxn,
 		     struct push_notification_event_config *ec,
@@ -84,6 +124,8 @@ deltapush_event_save(struct push_notification_txn *ptxn,
 			data->skip_reason = "Auto-Submitted";
 	} T_END;
 	push_notification_txn_msg_set_eventdata(ptxn, msg, ec, data);
+	if (data->skip_reason == NULL)
+		deltapush_driver_notify_send(ptxn);
 }
 
 static const struct push_notification_event deltapush_event = {
@@ -157,24 +199,21 @@ deltapush_driver_end_txn(struct push_notification_driver_txn *dtxn,
 {
 	struct deltapush_driver_txn *txn = dtxn->context;
 	struct deltapush_user *duser = dtxn->duser->context;
-	struct mail_user *user = dtxn->ptxn->muser;
-	struct deltapush_request request = {
-		.type = DELTAPUSH_REQUEST_NOTIFY,
-		.user = user->username,
-	};
 	const char *const *fields, *error;
 	int ret;
 
-	if (!success || txn->messages == 0)
+	if (txn->notify == NULL)
 		return;
+	if (!success) {
+		/* Nothing was delivered: nobody waits for the service. */
+		deltapush_client_abandon(&txn->notify);
+		return;
+	}
 
 	/* One request covers every message of the transaction. A failure
 	   is logged, never passed on: mail delivery must work even when
 	   push does not. */
-	ret = deltapush_client_request(duser->socket_path,
-				       duser->set->service_timeout_msecs,
-				       duser->event, &request, TRUE, &fields,
-				       &error);
+	ret = deltapush_client_finish(&txn->notify, &fields, &error);
 	if (ret == DELTAPUSH_CLIENT_SUSPENDED) {
 		/* the client logged it once */
 		e_debug(duser->event, "Not notifying the push service about "
