@@ -3,7 +3,7 @@
 deltapush_build_packages="build-essential autoconf automake libtool pkg-config
  dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd
  libcurl4-openssl-dev libsqlite3-dev python3"
-deltapush_test_packages="python3-pytest valgrind coturn e2fsprogs"
+deltapush_test_packages="python3-pytest valgrind coturn e2fsprogs dovecot-sieve"
 # the fuzzers (tests/fuzz) need clang with libFuzzer
 deltapush_fuzz_packages="clang libclang-rt-14-dev"
 
