@@ -337,8 +337,10 @@ static void deltapush_client_wait(struct deltapush_client_reply *reply)
 		   be out of step with its requests: close it. */
 		if (client == deltapush_client_kept)
 			deltapush_client_free(&deltapush_client_kept);
-		else
+		else {
+			i_assert(client == reply->own_client);
 			deltapush_client_free(&reply->own_client);
+		}
 		reply->lost = FALSE;
 		reply->timed_out = TRUE;
 		reply->error = p_strdup_printf(reply->pool,
