@@ -1,6 +1,7 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "array.h"
 #include "llist.h"
 #include "ioloop.h"
 #include "deltapush-common.h"
@@ -14,6 +15,18 @@
    limit wait in libcurl's queue instead of opening a connection each.
    The service sets the limit to its own in-flight limit. */
 #define DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS 8
+/* Once the proxy is known to speak HTTP/2, a burst multiplexes over this
+   many connections at most */
+#define DELTAPUSH_HTTP_H2_MAX_CONNECTIONS 2
+
+enum deltapush_http_tls_state {
+	/* No https request has completed yet: one goes ahead, the others
+	   are held until it tells whether the proxy speaks HTTP/2 */
+	DELTAPUSH_HTTP_TLS_UNKNOWN = 0,
+	DELTAPUSH_HTTP_TLS_PROBING,
+	DELTAPUSH_HTTP_TLS_HTTP1,
+	DELTAPUSH_HTTP_TLS_HTTP2,
+};
 
 /* One socket libcurl asked us to watch (curl_multi_assign'ed to it) */
 struct deltapush_http_socket {
@@ -43,6 +56,12 @@ struct deltapush_http_request {
 
 	/* Its callback is running: abort must not free it */
 	bool completed:1;
+	/* Added to the multi handle (else held, or failed to submit) */
+	bool in_multi:1;
+	/* The https request that finds out the proxy's protocol */
+	bool probe:1;
+	/* Waiting in held_requests for the probe to finish */
+	bool held:1;
 };
 
 /* One multi handle, shared by all requests so connections are reused */
@@ -59,6 +78,13 @@ struct deltapush_http {
 
 	struct deltapush_http_request *requests;
 	unsigned int requests_count;
+	/* https requests held back while the probe runs, in order */
+	ARRAY(struct deltapush_http_request *) held_requests;
+	enum deltapush_http_tls_state tls_state;
+	unsigned int max_connections;
+	/* TLS sessions (and DNS) shared by every easy handle, so that a
+	   new connection resumes instead of doing a full handshake */
+	CURLSH *share;
 	struct deltapush_http_socket *sockets;
 
 	/* libcurl's timer */
@@ -74,6 +100,7 @@ struct deltapush_http {
 
 static void deltapush_http_socket_action(struct deltapush_http *http,
 					 curl_socket_t fd, int ev_bitmask);
+static void deltapush_http_fail_submitted(struct deltapush_http *http);
 
 void deltapush_http_global_init(void)
 {
@@ -201,14 +228,98 @@ deltapush_http_write_cb(char *ptr ATTR_UNUSED, size_t size, size_t nmemb,
 	return size * nmemb;
 }
 
+static void
+deltapush_http_unhold(struct deltapush_http *http,
+		      struct deltapush_http_request *req)
+{
+	struct deltapush_http_request *const *reqs;
+	unsigned int i, count;
+
+	reqs = array_get(&http->held_requests, &count);
+	for (i = 0; i < count; i++) {
+		if (reqs[i] == req) {
+			array_delete(&http->held_requests, i, 1);
+			break;
+		}
+	}
+	req->held = FALSE;
+}
+
+static void
+deltapush_http_add_to_multi(struct deltapush_http_request *req)
+{
+	struct deltapush_http *http = req->http;
+	CURLMcode mcode;
+
+	mcode = curl_multi_add_handle(http->multi, req->easy);
+	if (mcode == CURLM_OK) {
+		req->in_multi = TRUE;
+		return;
+	}
+	req->submit_error = i_strdup_printf(
+		"curl_multi_add_handle() failed: %s",
+		curl_multi_strerror(mcode));
+	curl_easy_cleanup(req->easy);
+	req->easy = NULL;
+	e_error(req->event, "%s", req->submit_error);
+	/* The callback must not run inside the caller */
+	if (http->to_failed == NULL) {
+		http->to_failed = timeout_add_short_to(
+			http->ioloop, 0, deltapush_http_fail_submitted, http);
+	}
+}
+
+/* The probe finished (easy = its handle) or went away (easy = NULL):
+   learn the protocol from it and let the held requests go. */
+static void
+deltapush_http_probe_done(struct deltapush_http *http, CURL *easy)
+{
+	struct deltapush_http_request *req;
+	long version = 0, conns;
+
+	if (easy != NULL &&
+	    curl_easy_getinfo(easy, CURLINFO_HTTP_VERSION,
+			      &version) == CURLE_OK &&
+	    version != 0) {
+		if (version >= CURL_HTTP_VERSION_2_0) {
+			http->tls_state = DELTAPUSH_HTTP_TLS_HTTP2;
+			conns = I_MIN(DELTAPUSH_HTTP_H2_MAX_CONNECTIONS,
+				      http->max_connections);
+			(void)curl_multi_setopt(http->multi,
+				CURLMOPT_MAX_HOST_CONNECTIONS, conns);
+		} else {
+			http->tls_state = DELTAPUSH_HTTP_TLS_HTTP1;
+		}
+		e_debug(http->event, "Proxy speaks HTTP/%s",
+			version >= CURL_HTTP_VERSION_2_0 ? "2" : "1.1");
+	} else {
+		/* No answer: the next https request probes again */
+		http->tls_state = DELTAPUSH_HTTP_TLS_UNKNOWN;
+	}
+	/* Release them all: over HTTP/2 they multiplex (PIPEWAIT keeps a
+	   request that finds no free stream from opening a connection);
+	   after a failure each is as likely to fail as to succeed. */
+	while (array_count(&http->held_requests) > 0) {
+		req = array_idx_elem(&http->held_requests, 0);
+		array_delete(&http->held_requests, 0, 1);
+		req->held = FALSE;
+		deltapush_http_add_to_multi(req);
+	}
+}
+
 static void deltapush_http_request_free(struct deltapush_http_request *req)
 {
 	struct deltapush_http *http = req->http;
 
 	i_assert(!req->completed);
 
+	if (req->held)
+		deltapush_http_unhold(http, req);
+	if (req->probe)
+		deltapush_http_probe_done(http, NULL);
 	if (req->easy != NULL) {
-		(void)curl_multi_remove_handle(http->multi, req->easy);
+		if (req->in_multi)
+			(void)curl_multi_remove_handle(http->multi, req->easy);
 		curl_easy_cleanup(req->easy);
 	}
 	DLLIST_REMOVE(&http->requests, req);
@@ -228,10 +339,17 @@ deltapush_http_request_complete(struct deltapush_http_request *req,
 	struct deltapush_http *http = req->http;
 	bool destroyed;
 
+	if (req->held)
+		deltapush_http_unhold(http, req);
+	if (req->probe) {
+		req->probe = FALSE;
+		deltapush_http_probe_done(http, req->easy);
+	}
 	if (req->easy != NULL) {
 		/* Frees the connection's slot for queued requests, and keeps
 		   a later abort of req from touching the multi handle */
-		(void)curl_multi_remove_handle(http->multi, req->easy);
+		if (req->in_multi)
+			(void)curl_multi_remove_handle(http->multi, req->easy);
 		curl_easy_cleanup(req->easy);
 		req->easy = NULL;
 	}
@@ -372,6 +490,9 @@ deltapush_http_init(const struct deltapush_http_settings *set,
 	http->user_agent = i_strdup(set->user_agent);
 	http->ca_file = i_strdup_empty(set->ca_file);
 	http->timeout_msecs = set->timeout_msecs;
+	http->max_connections = set->max_connections > 0 ?
+		set->max_connections : DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS;
+	i_array_init(&http->held_requests, 16);
 
 	http->event = event_create(event_parent);
 	event_add_category(http->event, &event_category_deltapush);
@@ -399,9 +520,23 @@ deltapush_http_init(const struct deltapush_http_settings *set,
 	(void)curl_multi_setopt(http->multi, CURLMOPT_PIPELINING,
 				CURLPIPE_MULTIPLEX);
 	(void)curl_multi_setopt(http->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-				(long)(set->max_connections > 0 ?
-				       set->max_connections :
-				       DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS));
+				(long)http->max_connections);
+	/* libcurl's default cache is 4 connections per transfer in the
+	   multi handle: when pushes trickle in, it would close the idle
+	   keep-alive connections that the next burst needs again */
+	(void)curl_multi_setopt(http->multi, CURLMOPT_MAXCONNECTS,
+				(long)http->max_connections);
+	/* All in flight may share one HTTP/2 connection */
+	(void)curl_multi_setopt(http->multi, CURLMOPT_MAX_CONCURRENT_STREAMS,
+				(long)I_MAX(http->max_connections, 100));
+
+	http->share = curl_share_init();
+	if (http->share == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "curl_share_init() failed");
+	(void)curl_share_setopt(http->share, CURLSHOPT_SHARE,
+				CURL_LOCK_DATA_SSL_SESSION);
+	(void)curl_share_setopt(http->share, CURLSHOPT_SHARE,
+				CURL_LOCK_DATA_DNS);
 	return http;
 }
 
@@ -428,6 +563,9 @@ void deltapush_http_deinit(struct deltapush_http **_http)
 	http->destroyed = TRUE;
 	(void)curl_multi_cleanup(http->multi);
 	http->multi = NULL;
+	(void)curl_share_cleanup(http->share);
+	http->share = NULL;
+	array_free(&http->held_requests);
 	timeout_remove(&http->to);
 	timeout_remove(&http->to_failed);
 
@@ -466,6 +604,7 @@ deltapush_http_request_setopt(struct deltapush_http_request *req,
 		SETOPT(CURLOPT_CAINFO, http->ca_file);
 	if (http->user_agent != NULL)
 		SETOPT(CURLOPT_USERAGENT, http->user_agent);
+	SETOPT(CURLOPT_SHARE, http->share);
 	SETOPT(CURLOPT_HTTPHEADER, http->headers);
 	SETOPT(CURLOPT_WRITEFUNCTION, deltapush_http_write_cb);
 	/* The size first, so the copy is binary-safe */
@@ -500,7 +639,6 @@ deltapush_http_post(struct deltapush_http *http, const char *url,
 		    deltapush_http_callback_t *callback, void *context)
 {
 	struct deltapush_http_request *req;
-	CURLMcode mcode;
 
 	i_assert(!http->destroyed);
 	i_assert(callback != NULL);
@@ -520,20 +658,9 @@ deltapush_http_post(struct deltapush_http *http, const char *url,
 	if (req->easy == NULL)
 		i_fatal_status(FATAL_OUTOFMEM, "curl_easy_init() failed");
 	deltapush_http_request_setopt(req, url, body, body_size);
-	if (req->submit_error == NULL) {
-		mcode = curl_multi_add_handle(http->multi, req->easy);
-		if (mcode != CURLM_OK) {
-			req->submit_error = i_strdup_printf(
-				"curl_multi_add_handle() failed: %s",
-				curl_multi_strerror(mcode));
-		}
-	}
 	if (req->submit_error != NULL) {
 		curl_easy_cleanup(req->easy);
 		req->easy = NULL;
-	}
-
-	if (req->submit_error != NULL) {
 		e_error(req->event, "%s", req->submit_error);
 		/* The callback must not run inside this function */
 		if (http->to_failed == NULL) {
@@ -541,7 +668,25 @@ deltapush_http_post(struct deltapush_http *http, const char *url,
 				http->ioloop, 0,
 				deltapush_http_fail_submitted, http);
 		}
+		return req;
 	}
+
+	if (strncasecmp(url, "https://", 8) == 0) {
+		/* A burst arriving before the first TLS connection has
+		   negotiated would open a connection per request; hold it
+		   until the first request shows whether HTTP/2 can carry
+		   them all. */
+		if (http->tls_state == DELTAPUSH_HTTP_TLS_PROBING) {
+			req->held = TRUE;
+			array_push_back(&http->held_requests, &req);
+			return req;
+		}
+		if (http->tls_state == DELTAPUSH_HTTP_TLS_UNKNOWN) {
+			http->tls_state = DELTAPUSH_HTTP_TLS_PROBING;
+			req->probe = TRUE;
+		}
+	}
+	deltapush_http_add_to_multi(req);
 	return req;
 }
 
