@@ -697,6 +697,65 @@ static void test_http_many(void)
 	test_end();
 }
 
+#define TEST_KEEPALIVE_MAX_CONNECTIONS 8
+#define TEST_KEEPALIVE_BURST 24
+static void
+test_http_keepalive_burst(struct deltapush_http *http,
+			  struct test_server *server, struct ioloop *ioloop,
+			  unsigned int count)
+{
+	struct test_result results[TEST_KEEPALIVE_BURST];
+	unsigned int i;
+
+	i_assert(count <= N_ELEMENTS(results));
+	i_zero(&results);
+	for (i = 0; i < count; i++) {
+		(void)test_post(http, test_server_url(server, "/k"), "x", 1,
+				&results[i]);
+	}
+	test_run_loop(ioloop);
+	for (i = 0; i < count; i++) {
+		test_assert_idx(results[i].status == 200, i);
+		test_result_free(&results[i]);
+	}
+}
+
+static void test_http_keepalive_trickle(void)
+{
+	struct deltapush_http_settings set = {
+		.timeout_msecs = 5000,
+		.max_connections = TEST_KEEPALIVE_MAX_CONNECTIONS,
+		.user_agent = TEST_USER_AGENT,
+	};
+	struct test_server *server;
+	struct deltapush_http *http;
+	struct ioloop *ioloop;
+	unsigned int i;
+
+	test_begin("http keep-alive connections survive a trickle");
+	ioloop = io_loop_create();
+	server = test_server_init(200);
+	test_waiting = 0;
+	http = deltapush_http_init(&set, NULL);
+
+	/* A burst opens the connections, pushes one at a time follow
+	   (libcurl's default cache would then keep only 4 of them), and
+	   the next burst finds them all still open */
+	test_http_keepalive_burst(http, server, ioloop, TEST_KEEPALIVE_BURST);
+	test_assert(server->accepts == TEST_KEEPALIVE_MAX_CONNECTIONS);
+	for (i = 0; i < 10; i++)
+		test_http_keepalive_burst(http, server, ioloop, 1);
+	test_http_keepalive_burst(http, server, ioloop, TEST_KEEPALIVE_BURST);
+	test_assert(server->accepts == TEST_KEEPALIVE_MAX_CONNECTIONS);
+	test_assert(server->connections_count ==
+		    TEST_KEEPALIVE_MAX_CONNECTIONS);
+
+	deltapush_http_deinit(&http);
+	test_server_deinit(&server);
+	io_loop_destroy(&ioloop);
+	test_end();
+}
+
 static void test_http_abort(void)
 {
 	struct test_result res_unsent, res_sent, res_other;
@@ -898,6 +957,7 @@ int main(void)
 		test_http_bad_url,
 		test_http_timeout,
 		test_http_many,
+		test_http_keepalive_trickle,
 		test_http_abort,
 		test_http_callback_reentrancy,
 		test_http_deinit_in_flight,
