@@ -101,6 +101,7 @@ struct deltapush_http {
 static void deltapush_http_socket_action(struct deltapush_http *http,
 					 curl_socket_t fd, int ev_bitmask);
 static void deltapush_http_fail_submitted(struct deltapush_http *http);
+static void deltapush_http_timer_rearm(struct deltapush_http *http);
 
 void deltapush_http_global_init(void)
 {
@@ -452,7 +453,23 @@ static void deltapush_http_socket_action(struct deltapush_http *http,
 		e_error(http->event, "curl_multi_socket_action() failed: %s",
 			curl_multi_strerror(mcode));
 	}
+	if (http->to == NULL && running > 0)
+		deltapush_http_timer_rearm(http);
 	deltapush_http_drain(http);
+}
+
+/* libcurl calls the timer function only when its next expiry changes.
+   When the one just fired is still the earliest (HTTP/2 data of other
+   streams already read and buffered, to be handled "now"), no call comes
+   and the transfers would wait for an unrelated event, up to the request
+   timeout: ask libcurl instead. */
+static void deltapush_http_timer_rearm(struct deltapush_http *http)
+{
+	long timeout_ms;
+
+	if (curl_multi_timeout(http->multi, &timeout_ms) == CURLM_OK &&
+	    timeout_ms >= 0)
+		(void)deltapush_http_timer_cb(http->multi, timeout_ms, http);
 }
 
 static void deltapush_http_fail_submitted(struct deltapush_http *http)
