@@ -15,6 +15,9 @@
    limit wait in libcurl's queue instead of opening a connection each.
    The service sets the limit to its own in-flight limit. */
 #define DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS 8
+/* While transfers run, libcurl is told this often that its sockets are
+   readable, whatever epoll said: see deltapush_http_kick() */
+#define DELTAPUSH_HTTP_KICK_MSECS 10
 /* Once the proxy is known to speak HTTP/2, a burst multiplexes over this
    many connections at most */
 #define DELTAPUSH_HTTP_H2_MAX_CONNECTIONS 2
@@ -91,6 +94,11 @@ struct deltapush_http {
 	struct timeout *to;
 	/* Fails the requests with submit_error */
 	struct timeout *to_failed;
+	/* Runs while transfers are in libcurl */
+	struct timeout *to_kick;
+	/* Transfers completed so far; the kick is not needed while this
+	   moves */
+	unsigned int completed_count, kick_completed_count;
 
 	/* How many callbacks are running; deinit inside one of them leaves
 	   freeing the struct to the outermost */
@@ -357,6 +365,7 @@ deltapush_http_request_complete(struct deltapush_http_request *req,
 	DLLIST_REMOVE(&http->requests, req);
 	i_assert(http->requests_count > 0);
 	http->requests_count--;
+	http->completed_count++;
 	req->completed = TRUE;
 
 	if (result->status != 0) {
@@ -441,6 +450,70 @@ static void deltapush_http_drain(struct deltapush_http *http)
 	}
 }
 
+/* libcurl 7.88 can leave HTTP/2 streams whose frames it has already read
+   from the socket unprocessed, with no timer set and nothing more coming
+   on the socket: their transfers would wait for the request timeout.
+   When no transfer completed for a while, tell libcurl its sockets are
+   readable so it looks at them again. */
+static bool
+deltapush_http_socket_known(struct deltapush_http *http, curl_socket_t fd)
+{
+	struct deltapush_http_socket *sock;
+
+	for (sock = http->sockets; sock != NULL; sock = sock->next) {
+		if (sock->fd == fd)
+			return sock->io_read != NULL;
+	}
+	return FALSE;
+}
+
+static void deltapush_http_kick(struct deltapush_http *http)
+{
+	struct deltapush_http_socket *sock;
+	ARRAY(curl_socket_t) fds;
+	const curl_socket_t *fdp;
+
+	if (http->completed_count != http->kick_completed_count) {
+		http->kick_completed_count = http->completed_count;
+		return;
+	}
+	T_BEGIN {
+		t_array_init(&fds, 4);
+		for (sock = http->sockets; sock != NULL; sock = sock->next) {
+			if (sock->io_read != NULL)
+				array_push_back(&fds, &sock->fd);
+		}
+		/* A callback may deinit http: keep the struct until the
+		   end, as deltapush_http_request_complete() does */
+		http->dispatching++;
+		array_foreach(&fds, fdp) {
+			if (http->destroyed ||
+			    !deltapush_http_socket_known(http, *fdp))
+				continue;
+			deltapush_http_socket_action(http, *fdp,
+						     CURL_CSELECT_IN);
+		}
+		http->dispatching--;
+	} T_END;
+	if (http->destroyed && http->dispatching == 0)
+		i_free(http);
+}
+
+static void deltapush_http_kick_update(struct deltapush_http *http,
+				       int running)
+{
+	if (running > 0 && !http->destroyed) {
+		if (http->to_kick == NULL) {
+			http->kick_completed_count = http->completed_count;
+			http->to_kick = timeout_add_short_to(http->ioloop,
+				DELTAPUSH_HTTP_KICK_MSECS,
+				deltapush_http_kick, http);
+		}
+	} else {
+		timeout_remove(&http->to_kick);
+	}
+}
+
 static void deltapush_http_socket_action(struct deltapush_http *http,
 					 curl_socket_t fd, int ev_bitmask)
 {
@@ -455,6 +528,7 @@ static void deltapush_http_socket_action(struct deltapush_http *http,
 	}
 	if (http->to == NULL && running > 0)
 		deltapush_http_timer_rearm(http);
+	deltapush_http_kick_update(http, running);
 	deltapush_http_drain(http);
 }
 
@@ -585,6 +659,7 @@ void deltapush_http_deinit(struct deltapush_http **_http)
 	array_free(&http->held_requests);
 	timeout_remove(&http->to);
 	timeout_remove(&http->to_failed);
+	timeout_remove(&http->to_kick);
 
 	curl_slist_free_all(http->headers);
 	event_unref(&http->event);
