@@ -38,16 +38,57 @@ PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _pick_tmpdir():
-    """Instance directories go on tmpfs when there is one: the benchmarks
-    measure the push path, and a virtual disk's fsync and journaling
-    latency would dominate (and hide) it. DELTAPUSH_BENCH_TMPDIR
-    overrides."""
-    env = os.environ.get("DELTAPUSH_BENCH_TMPDIR")
-    if env:
-        return env
+    """Instance directories go on the machine's disk by default: that is
+    where a real server keeps its mail and the service its database, and
+    its fsync latency is part of what delivery costs.
+    DELTAPUSH_BENCH_TMPDIR overrides; use_storage("tmpfs") switches to /dev/shm for
+    the second column."""
+    return os.environ.get("DELTAPUSH_BENCH_TMPDIR") or "/var/tmp"
+
+
+def tmpfs_dir():
+    """A tmpfs directory to run on, or None."""
     if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
         return "/dev/shm"
     return None
+
+
+def use_storage(kind):
+    """Where the following instances live: "disk" or "tmpfs"."""
+    global TMPDIR
+    TMPDIR = tmpfs_dir() if kind == "tmpfs" else _pick_tmpdir()
+
+
+def storage_of(path):
+    """(mount point, file system type, device) holding path."""
+    best, fstype, dev = "", "?", "?"
+    with open("/proc/mounts") as f:
+        for line in f:
+            parts = line.split()
+            mnt = parts[1]
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) \
+                    and len(mnt) >= len(best):
+                best, fstype, dev = mnt, parts[2], parts[0]
+    return best, fstype, dev
+
+
+def fsync_latency(directory, count=200):
+    """p50/p99 ms of a 4 KiB write + fdatasync() in directory: what one
+    durable commit costs on this storage at least."""
+    fd, path = tempfile.mkstemp(prefix="dpbench-fsync-", dir=directory)
+    times = []
+    try:
+        block = os.urandom(4096)
+        for i in range(count):
+            os.pwrite(fd, block, (i % 16) * 4096)
+            t0 = time.monotonic_ns()
+            os.fdatasync(fd)
+            times.append((time.monotonic_ns() - t0) / 1e6)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.99) - 1]
 
 
 TMPDIR = _pick_tmpdir()

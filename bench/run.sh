@@ -1,18 +1,25 @@
 #!/bin/bash
-# deltapush benchmarks (issue 9): delivery overhead against no push and
-# Dovecot's ox driver, push latency, sender throughput, 1M-user scale and
-# coalescing. Installs what it needs, builds and stages deltapush, runs
-# everything on loopback and prints a table; the full run also writes it as
-# Markdown to bench/results/<date>.md.
+# deltapush benchmarks (issues 9 and 15): delivery overhead against no push
+# and Dovecot's ox driver, push latency, login with token re-registration,
+# sender throughput, 1M-user scale and coalescing, on the machine's disk and
+# (figures 1, 2 and 6 again) on tmpfs. Installs what it needs, builds and
+# stages deltapush, runs everything on loopback and prints the targets with
+# verdicts; the full run also writes them as Markdown to
+# bench/results/<date>.md (<date>-dovecot<version>.md for other than 2.3).
 #
-#   bench/run.sh            full run (make bench), about 6 minutes on 2 cores
-#   bench/run.sh --smoke    tiny sizes, under 2 minutes, writes no results
-#                           (make bench-smoke)
-#   bench/run.sh --only 1,5 only some figures
+#   bench/run.sh              full run (make bench), about 12 minutes on 2
+#                             cores
+#   bench/run.sh --smoke      tiny sizes, a few minutes, writes no results
+#                             (make bench-smoke)
+#   bench/run.sh --only 1,6   only some figures
+#   bench/run.sh --no-tmpfs   the disk pass only
+#
+# Against Dovecot 2.4: DELTAPUSH_KEEP_TMP=1 tests/debian13.sh bench/run.sh
+# (the root's copy of the tree, with its results, is kept).
 #
 # Needs root: it installs Debian packages and starts Dovecot and nginx.
-# Environment: DELTAPUSH_BENCH_TMPDIR (default /dev/shm) for the throwaway
-# instances, DELTAPUSH_BENCH_KEEP=1 to keep their directories.
+# Environment: DELTAPUSH_BENCH_TMPDIR (default /var/tmp, on disk) for the
+# throwaway instances, DELTAPUSH_BENCH_KEEP=1 to keep their directories.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 cd "$top"
@@ -51,12 +58,16 @@ if [ -n "$missing" ]; then
 	apt-get install -y -qq --no-install-recommends $missing >/dev/null
 	# Debian starts the packaged services on install; the benchmarks run
 	# their own nginx on loopback.
-	if command -v systemctl >/dev/null 2>&1; then
+	if command -v systemctl >/dev/null 2>&1 &&
+	   [ -d /run/systemd/system ]; then
 		systemctl disable --now nginx postfix >/dev/null 2>&1 || true
 	fi
 fi
 
 deltapush_build
+# The sender's own benchmark program (figure 3), never installed
+make -C src/service bench-deltapush-http >>build.log 2>&1 || {
+	tail -20 build.log; exit 1; }
 stage="$top/build/bench-stage"
 echo "== staging install into build/bench-stage"
 rm -rf "$stage"
@@ -66,8 +77,16 @@ make install DESTDIR="$stage" >"$top/build/bench-install.log" 2>&1 || {
 out=()
 if [ $smoke = no ]; then
 	mkdir -p "$top/bench/results"
-	name="$top/bench/results/$(date +%Y-%m-%d).md"
-	[ -e "$name" ] && name="$top/bench/results/$(date +%Y-%m-%d-%H%M).md"
+	# Named after the Dovecot it ran against unless that is 2.3
+	dv=$(dovecot --version 2>/dev/null | cut -d. -f1,2)
+	suffix=""
+	case $dv in
+	2.3|"") ;;
+	*) suffix="-dovecot$dv" ;;
+	esac
+	name="$top/bench/results/$(date +%Y-%m-%d)$suffix.md"
+	[ -e "$name" ] &&
+		name="$top/bench/results/$(date +%Y-%m-%d-%H%M)$suffix.md"
 	out=(--out "$name")
 fi
 
