@@ -31,8 +31,8 @@ DOMAIN = "example.org"
 OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
 TOKEN_KEY = "/private/devicetoken"
 
-FULL = dict(users=100, messages=5000, runs=3, sessions=4, sequential=500,
-            seq_rounds=5, login_sessions=300, login_rounds=4,
+FULL = dict(users=100, messages=2000, runs=3, sessions=4, sequential=500,
+            seq_rounds=5, login_sessions=100, login_rounds=3,
             login_workers=4, sender_tokens=50000, sender_runs=3,
             sender_e2e_tokens=20000,
             scale_users=1000000, scale_samples=2000, coalesce_messages=1000,
