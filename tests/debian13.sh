@@ -29,7 +29,7 @@ fi
 packages="build-essential autoconf automake libtool pkg-config
  dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd dovecot-sieve
  libcurl4-openssl-dev libsqlite3-dev python3 python3-pytest valgrind
- coturn dpkg-dev debhelper fakeroot ca-certificates procps"
+ coturn dpkg-dev debhelper fakeroot ca-certificates procps nginx openssl"
 
 mirror() {
 	if [ -n "${DELTAPUSH_DEBIAN13_MIRROR:-}" ]; then

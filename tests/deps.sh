@@ -3,7 +3,8 @@
 deltapush_build_packages="build-essential autoconf automake libtool pkg-config
  dovecot-dev dovecot-core dovecot-imapd dovecot-lmtpd
  libcurl4-openssl-dev libsqlite3-dev python3"
-deltapush_test_packages="python3-pytest valgrind coturn e2fsprogs dovecot-sieve"
+deltapush_test_packages="python3-pytest valgrind coturn e2fsprogs dovecot-sieve
+ nginx openssl"
 # the fuzzers (tests/fuzz) need clang with libFuzzer
 deltapush_fuzz_packages="clang libclang-rt-14-dev"
 
@@ -24,10 +25,10 @@ deltapush_install_deps() {
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq && apt-get install -y -qq $missing >/dev/null || {
 		echo "apt-get install failed" >&2; return 1; }
-	# Debian starts the system Dovecot (and coturn) on install; the tests
+	# Debian starts the system Dovecot (coturn, nginx) on install; the tests
 	# run their own on loopback.
 	if command -v systemctl >/dev/null 2>&1; then
-		systemctl disable --now dovecot coturn >/dev/null 2>&1 || true
+		systemctl disable --now dovecot coturn nginx >/dev/null 2>		systemctl disable --now dovecot coturn >/dev/null 2>&1 || true1 || true
 	fi
 }
 
