@@ -723,7 +723,7 @@ test_http_keepalive_burst(struct deltapush_http *http,
 static void test_http_keepalive_trickle(void)
 {
 	struct deltapush_http_settings set = {
-		.timeout_msecs = 5000,
+		.timeout_msecs = TEST_LOOP_MSECS,
 		.max_connections = TEST_KEEPALIVE_MAX_CONNECTIONS,
 		.user_agent = TEST_USER_AGENT,
 	};
