@@ -255,7 +255,8 @@ def machine_info():
         "kernel": platform.release(),
         "Debian": debian,
         "Dovecot": cmd("dovecot", "--version"),
-        "libcurl": pkg("libcurl4"),
+        "libcurl": (pkg("libcurl4") if pkg("libcurl4") != "?"
+                    else pkg("libcurl4t64")),
         "SQLite": pkg("libsqlite3-0"),
         "nginx": pkg("nginx"),
         "postfix (smtp-source)": pkg("postfix"),
