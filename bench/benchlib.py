@@ -393,17 +393,22 @@ http {{
     def stats(self):
         """(connections accepted, requests answered) so far, not counting
         our own status polls."""
-        if self._status_conn is None:
-            self._status_conn = http.client.HTTPConnection(
-                "127.0.0.1", self.port, timeout=5)
-            self.status_conns += 1
-        try:
-            self._status_conn.request("GET", "/status")
-            body = self._status_conn.getresponse().read().decode()
-        except (OSError, http.client.HTTPException):
-            self._status_conn.close()
-            self._status_conn = None
-            raise OSError("nginx status failed")
+        # nginx closes the kept status connection when it idles (a long
+        # registration phase): then once more on a new one
+        for attempt in (1, 2):
+            if self._status_conn is None:
+                self._status_conn = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=5)
+                self.status_conns += 1
+            try:
+                self._status_conn.request("GET", "/status")
+                body = self._status_conn.getresponse().read().decode()
+                break
+            except (OSError, http.client.HTTPException):
+                self._status_conn.close()
+                self._status_conn = None
+                if attempt == 2:
+                    raise OSError("nginx status failed")
         self.status_polls += 1
         fields = body.splitlines()[2].split()
         return (int(fields[0]) - self.status_conns,
