@@ -1,0 +1,25 @@
+#ifndef DELTAPUSH_BRIDGE_STATE_H
+#define DELTAPUSH_BRIDGE_STATE_H
+
+/* What the bridge remembers of an account's mailbox between runs, so that
+   only mail that arrived since is new: one file per account in the
+   bridge's state directory, "<uidvalidity> <last uid>\n". */
+
+struct deltapush_bridge_state {
+	uint32_t uidvalidity;
+	/* the highest UID looked at */
+	uint32_t last_uid;
+};
+
+/* Read the state at path. Returns 1 with state_r, 0 if there is none
+   (the account is new), -1 with error_r. */
+int deltapush_bridge_state_read(const char *path,
+				struct deltapush_bridge_state *state_r,
+				const char **error_r);
+/* Write the state to path (a temporary file renamed over it, fsynced).
+   Returns 0, or -1 with error_r. */
+int deltapush_bridge_state_write(const char *path,
+				 const struct deltapush_bridge_state *state,
+				 const char **error_r);
+
+#endif

@@ -1,0 +1,438 @@
+"""deltapush-bridge: a second, stock Dovecot on loopback plays the IMAP
+server "you don't run". The local Dovecot runs the deltapush service and
+the bridge, which watches accounts on the remote one and wakes the
+configured tokens (literal ones, or those a local user registered) when
+new mail arrives there."""
+
+import glob
+import os
+import pwd
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+import dovecot_instance
+from dovecot_instance import (DOVECOT_24, INTERNAL_USER, DovecotInstance,
+                              free_port, make_message, wait_until)
+from helpers import assert_no_push, make_token, new_user, register
+from imap_client import ImapClient
+
+# imapc's output is wrapped in TLS; the remote logs its logins
+BRIDGE_USER = INTERNAL_USER
+
+
+# ---- certificates ----
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
+                   capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def pki():
+    """A private CA and a server certificate for 127.0.0.1 signed by it,
+    in a directory the bridge's user can read."""
+    if shutil.which("openssl") is None:
+        print("bridge tests skipped: openssl is not installed")
+        pytest.skip("openssl is not installed")
+    d = tempfile.mkdtemp(prefix="dpt-pki-", dir=os.environ.get(
+        "DELTAPUSH_TEST_TMPDIR", "/tmp"))
+    os.chmod(d, 0o755)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=deltapush test CA", "-keyout", "ca.key",
+             "-out", "ca.pem",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+             "-keyout", "server.key", "-out", "server.csr", cwd=d)
+    with open(os.path.join(d, "ext.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                "extendedKeyUsage=serverAuth\n")
+    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem",
+             "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+             "-extfile", "ext.cnf", "-out", "server.pem", cwd=d)
+    for name in os.listdir(d):
+        os.chmod(os.path.join(d, name), 0o644)
+    yield {"ca": os.path.join(d, "ca.pem"),
+           "cert": os.path.join(d, "server.pem"),
+           "key": os.path.join(d, "server.key")}
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- the remote server ----
+
+class Remote(DovecotInstance):
+    """A stock Dovecot (no deltapush) with IMAP over implicit TLS and
+    STARTTLS, certificates from the private CA."""
+
+    def __init__(self, pki, extra_config="", **kwargs):
+        self.imaps_port = free_port()
+        if DOVECOT_24:
+            tls = ("ssl = yes\n"
+                   "ssl_server_cert_file = %s\n"
+                   "ssl_server_key_file = %s\n" % (pki["cert"], pki["key"]))
+            key = "listen"
+        else:
+            tls = ("ssl = yes\n"
+                   "ssl_cert = <%s\n"
+                   "ssl_key = <%s\n" % (pki["cert"], pki["key"]))
+            key = "address"
+        tls += ("service imap-login {\n"
+                "  inet_listener imaps {\n"
+                "    %s = 127.0.0.1\n"
+                "    port = %d\n"
+                "  }\n"
+                "}\n" % (key, self.imaps_port))
+        super().__init__(deltapush=False, prefix="dpt-remote-",
+                         extra_config=tls + extra_config, **kwargs)
+
+    def deliver(self, user, **headers):
+        message = make_message(to=user, headers=headers)
+        replies = self.deliver_lmtp(user, message)
+        assert all(code == 250 for code, _ in replies), replies
+
+    def snapshot(self, user):
+        """Everything IMAP shows of the user's INBOX: UIDs, flags and
+        bytes of every message, read with EXAMINE and BODY.PEEK."""
+        with self.imap(user) as client:
+            reply = client.command("EXAMINE", "INBOX")
+            assert reply.ok, reply
+            reply = client.command("UID", "FETCH", "1:*",
+                                   "(UID FLAGS BODY.PEEK[])")
+            assert reply.ok, reply
+            return sorted(repr(u) for u in reply.untagged
+                          if len(u) > 1 and u[1] == b"FETCH")
+
+
+@pytest.fixture(scope="module")
+def remote(pki):
+    instance = Remote(pki)
+    instance.ca = pki["ca"]
+    instance.start()
+    yield instance
+    instance.cleanup()
+
+
+# ---- the local Dovecot with the bridge ----
+
+def bridge_binary():
+    stage = os.environ["DELTAPUSH_STAGE"]
+    found = sorted(p for p in glob.glob(os.path.join(
+        stage, "**", "deltapush-bridge"), recursive=True)
+        if os.path.isfile(p) and os.access(p, os.X_OK))
+    assert found, "deltapush-bridge not found under %s" % stage
+    return os.path.abspath(found[0])
+
+
+class Account:
+    def __init__(self, name, remote_user, port, tls="imaps", ca=None,
+                 password="pass", tokens=(), local_user=None, extra=""):
+        self.name = name
+        self.remote_user = remote_user
+        self.port = port
+        self.tls = tls
+        self.ca = ca
+        self.password = password
+        self.tokens = list(tokens)
+        self.local_user = local_user
+        self.extra = extra
+
+
+class Bridged:
+    """The local Dovecot with deltapush and the bridge, and the bridge's
+    files: accounts file, password files, state directory."""
+
+    def __init__(self, factory, sink, accounts, settings=None):
+        self.factory = factory
+        self.sink = sink
+        self.accounts = accounts
+        self.settings = settings
+        self.instance = None
+        self.files = None
+
+    def _write_files(self, root):
+        pw = pwd.getpwnam(BRIDGE_USER)
+        self.files = os.path.join(root, "bridge")
+        self.state_dir = os.path.join(self.files, "state")
+        os.makedirs(self.state_dir)
+        os.chmod(self.files, 0o755)
+        os.chown(self.state_dir, pw.pw_uid, pw.pw_gid)
+        lines = []
+        for account in self.accounts:
+            password_file = os.path.join(self.files,
+                                         account.name + ".password")
+            with open(password_file, "w") as f:
+                f.write(account.password + "\n")
+            os.chown(password_file, pw.pw_uid, pw.pw_gid)
+            os.chmod(password_file, 0o600)
+            words = [account.name, "host=127.0.0.1",
+                     "port=%d" % account.port, "tls=" + account.tls,
+                     "login=" + account.remote_user,
+                     "password_file=" + password_file]
+            if account.ca is not None:
+                words.append("ca_file=" + account.ca)
+            if account.local_user is not None:
+                words.append("user=" + account.local_user)
+            words += ["token=" + t for t in account.tokens]
+            if account.extra:
+                words.append(account.extra)
+            lines.append(" ".join(words))
+        self.accounts_file = os.path.join(self.files, "accounts.conf")
+        with open(self.accounts_file, "w") as f:
+            f.write("# generated by test_bridge.py\n" +
+                    "\n".join(lines) + "\n")
+        os.chmod(self.accounts_file, 0o644)
+
+    def config(self):
+        return (
+            "service deltapush-bridge {\n"
+            "  executable = %s -s %s %s\n"
+            "  process_limit = 1\n"
+            "  process_min_avail = 1\n"
+            "  user = %s\n"
+            "}\n"
+            "service deltapush {\n"
+            "  unix_listener deltapush-bridge {\n"
+            "    mode = 0600\n"
+            "    user = %s\n"
+            "  }\n"
+            "}\n" % (bridge_binary(), self.state_dir, self.accounts_file,
+                     BRIDGE_USER, BRIDGE_USER))
+
+    def start(self):
+        if self.instance is None:
+            self.instance = self.factory(sink=self.sink,
+                                         settings=self.settings,
+                                         start=False)
+            self._write_files(self.instance.root)
+            self.instance.extra_config += self.config()
+            self.instance.write_config()
+        self.instance.start()
+        return self
+
+    def stop(self):
+        self.instance.stop()
+
+    def wait_log(self, pattern, offset=0, timeout=15.0):
+        text = self.instance.wait_for_log(
+            lambda t: re.search(pattern, t) is not None, offset=offset,
+            timeout=timeout)
+        assert text is not None, "no %r in the log:\n%s" % (
+            pattern, self.instance.log_tail())
+        return text
+
+    def wait_watching(self, account, offset=0):
+        """Until the bridge EXAMINEd the account's mailbox."""
+        return self.wait_log(r"bridge\(%s\): Watching INBOX" %
+                             re.escape(account.name), offset)
+
+
+def assert_push(sink, tokens, since, timeout=15.0):
+    got = sink.wait_for_bodies(tokens, since=since, timeout=timeout)
+    assert {r.body for r in got} >= {t.encode() for t in tokens}, \
+        "no push for %d token(s)" % len(tokens)
+
+
+@pytest.fixture
+def bridged(dovecot_factory, sink):
+    def make(accounts, settings=None):
+        return Bridged(dovecot_factory, sink, accounts, settings)
+    return make
+
+
+# ---- tests ----
+
+def test_bridge_backlog_no_push_then_new_mail_pushes(remote, bridged, sink):
+    """First start: what is in the mailbox is not new. New mail then
+    wakes the literal tokens, and the tokens a local user registered."""
+    literal_user, local_remote_user = new_user("rl"), new_user("ru")
+    local_user = new_user("local")
+    token, local_token = make_token(), make_token()
+    remote.deliver(literal_user)
+    remote.deliver(local_remote_user)
+    a = Account("lit", literal_user, remote.imaps_port, ca=remote.ca,
+                tokens=[token])
+    b = Account("loc", local_remote_user, remote.imaps_port,
+                ca=remote.ca, local_user=local_user)
+    since = time.monotonic()
+    bridge = bridged([a, b]).start()
+    register(bridge.instance, local_user, local_token)
+    bridge.wait_watching(a)
+    bridge.wait_watching(b)
+    assert "First look at INBOX: 1 existing messages are not new" in \
+        bridge.instance.log_text()
+    assert_no_push(sink, [token, local_token], since, wait=1.0)
+
+    since = time.monotonic()
+    remote.deliver(literal_user)
+    assert_push(sink, [token], since)
+    remote.deliver(local_remote_user)
+    assert_push(sink, [local_token], since)
+    assert not bridge.instance.log_errors(), bridge.instance.log_tail()
+
+
+def test_bridge_mail_while_stopped_pushes_after_start(remote, bridged, sink):
+    user, token = new_user("rs"), make_token()
+    a = Account("stopped", user, remote.imaps_port, ca=remote.ca,
+                tokens=[token])
+    bridge = bridged([a]).start()
+    bridge.wait_watching(a)
+    bridge.stop()
+    remote.deliver(user)
+    since = time.monotonic()
+    offset = bridge.instance.log_size()
+    bridge.start()
+    assert_push(sink, [token], since)
+    assert "First look" not in bridge.instance.log_since(offset)
+
+
+def test_bridge_seen_and_auto_submitted_do_not_push(remote, bridged, sink):
+    user, token = new_user("rseen"), make_token()
+    a = Account("seen", user, remote.imaps_port, ca=remote.ca,
+                tokens=[token], extra="skip_auto_submitted=yes")
+    bridge = bridged([a]).start()
+    bridge.wait_watching(a)
+    bridge.stop()
+    # read by another client before the bridge looks
+    remote.deliver(user)
+    with remote.imap(user) as client:
+        assert client.command("SELECT", "INBOX").ok
+        assert client.command("STORE", "1:*", "+FLAGS", "(\\Seen)").ok
+    remote.deliver(user, **{"Auto-Submitted": "auto-replied"})
+    since = time.monotonic()
+    offset = bridge.instance.log_size()
+    bridge.start()
+    bridge.wait_watching(a, offset)
+    assert_no_push(sink, [token], since, wait=2.0)
+    # the bridge is looking: the next ordinary message wakes the token
+    remote.deliver(user)
+    assert_push(sink, [token], since)
+
+
+def test_bridge_leaves_remote_mailbox_unchanged(remote, bridged, sink):
+    user, token = new_user("rro"), make_token()
+    remote.deliver(user)
+    remote.deliver(user)
+    with remote.imap(user) as client:
+        assert client.command("SELECT", "INBOX").ok
+        assert client.command("STORE", "1", "+FLAGS", "(\\Flagged)").ok
+    a = Account("ro", user, remote.imaps_port, ca=remote.ca, tokens=[token])
+    bridge = bridged([a]).start()
+    bridge.wait_watching(a)
+    bridge.stop()
+    remote.deliver(user)
+    before = remote.snapshot(user)
+    since = time.monotonic()
+    bridge.start()
+    assert_push(sink, [token], since)
+    since = time.monotonic()
+    remote.deliver(user)
+    before_last = remote.snapshot(user)
+    # pushed: the bridge fetched the last message too
+    assert_push(sink, [token], since)
+    bridge.stop()
+    after = remote.snapshot(user)
+    assert before_last == after
+    # what was there before the bridge looked is still there, unchanged
+    assert set(before) <= set(after)
+    assert len(after) == 4
+    # the bridge never set \Seen (only FLAGS shows it)
+    assert not any("\\\\Seen" in m for m in after), after
+
+
+def test_bridge_starttls_and_refused_certificate(remote, bridged, sink):
+    ok_user, bad_user = new_user("rtls"), new_user("rbad")
+    ok_token, bad_token = make_token(), make_token()
+    ok = Account("starttls", ok_user, remote.imap_port, tls="starttls",
+                 ca=remote.ca, tokens=[ok_token])
+    # no ca_file: the system's CAs don't know the private CA
+    bad = Account("noca", bad_user, remote.imaps_port, tokens=[bad_token])
+    bridge = bridged([ok, bad]).start()
+    bridge.wait_watching(ok)
+    # imapc logs why; the bridge that it will try again later
+    bridge.wait_log(r"(?i)invalid SSL certificate|certificate verify failed")
+    bridge.wait_log(r"bridge\(noca\): Login .* failed: .* - retrying in")
+    since = time.monotonic()
+    remote.deliver(ok_user)
+    remote.deliver(bad_user)
+    assert_push(sink, [ok_token], since)
+    assert_no_push(sink, [bad_token], since, wait=1.0)
+    assert "Watching" not in "\n".join(
+        l for l in bridge.instance.log_text().splitlines()
+        if "bridge(noca)" in l)
+
+
+def test_bridge_wrong_password_backs_off_others_go_on(remote, bridged, sink):
+    ok_user, bad_user = new_user("rok"), new_user("rpw")
+    ok_token, bad_token = make_token(), make_token()
+    ok = Account("good", ok_user, remote.imaps_port, ca=remote.ca,
+                 tokens=[ok_token])
+    bad = Account("wrongpw", bad_user, remote.imaps_port, ca=remote.ca,
+                  password="wrong", tokens=[bad_token])
+    remote_offset = remote.log_size()
+    bridge = bridged([ok, bad]).start()
+    bridge.wait_watching(ok)
+    text = bridge.wait_log(
+        r"bridge\(wrongpw\): Login to 127\.0\.0\.1:%d as %s failed: .*"
+        r"Authentication failed.* - retrying in (\d+) ms"
+        % (remote.imaps_port, re.escape(bad_user)))
+    delay = int(re.search(r"bridge\(wrongpw\): Login .* retrying in (\d+) ms",
+                          text).group(1))
+    # a refused login waits a minute or so, not seconds (+-25% jitter)
+    assert delay >= 45000, delay
+    since = time.monotonic()
+    remote.deliver(ok_user)
+    assert_push(sink, [ok_token], since)
+    # one attempt so far, however long the test took
+    attempts = remote.log_since(remote_offset).count(bad_user)
+    assert 1 <= attempts <= 2, remote.log_since(remote_offset)
+    assert "wrong" not in bridge.instance.log_text().replace("wrongpw", "")
+
+
+def test_bridge_reconnects_after_remote_restart(pki, bridged, sink):
+    remote = Remote(pki)
+    remote.ca = pki["ca"]
+    remote.start()
+    try:
+        user, token = new_user("rrs"), make_token()
+        a = Account("restart", user, remote.imaps_port, ca=remote.ca,
+                    tokens=[token])
+        bridge = bridged([a]).start()
+        bridge.wait_watching(a)
+        offset = bridge.instance.log_size()
+        remote.restart()
+        bridge.wait_log(r"bridge\(restart\): .* - retrying in", offset)
+        bridge.wait_watching(a, offset)
+        since = time.monotonic()
+        remote.deliver(user)
+        assert_push(sink, [token], since)
+    finally:
+        remote.cleanup()
+
+
+def test_bridge_polls_server_without_idle(pki, bridged, sink):
+    remote = Remote(pki, extra_config=(
+        "protocol imap {\n"
+        "  imap_capability = IMAP4rev1 SASL-IR LITERAL+ ID ENABLE "
+        "UIDPLUS\n"
+        "}\n"))
+    remote.ca = pki["ca"]
+    remote.start()
+    try:
+        user, token = new_user("rpoll"), make_token()
+        with remote.imap(user) as client:
+            assert "IDLE" not in client.capabilities()
+        a = Account("poll", user, remote.imaps_port, ca=remote.ca,
+                    tokens=[token], extra="poll_interval=1s")
+        bridge = bridged([a]).start()
+        text = bridge.wait_watching(a)
+        assert "polling every 1000 ms" in text
+        since = time.monotonic()
+        remote.deliver(user)
+        assert_push(sink, [token], since)
+    finally:
+        remote.cleanup()
