@@ -128,6 +128,14 @@ def bridge_binary():
     return os.path.abspath(found[0])
 
 
+def shipped_config():
+    top = os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__))))
+    with open(os.path.join(top, "conf.d", "2.4" if DOVECOT_24 else "2.3",
+                           "91-deltapush-bridge.conf")) as f:
+        return f.read()
+
+
 class Account:
     def __init__(self, name, remote_user, port, tls="imaps", ca=None,
                  password="pass", tokens=(), local_user=None, extra=""):
@@ -188,20 +196,14 @@ class Bridged:
         os.chmod(self.accounts_file, 0o644)
 
     def config(self):
-        return (
-            "service deltapush-bridge {\n"
-            "  executable = %s -s %s %s\n"
-            "  process_limit = 1\n"
-            "  process_min_avail = 1\n"
-            "  user = %s\n"
-            "}\n"
-            "service deltapush {\n"
-            "  unix_listener deltapush-bridge {\n"
-            "    mode = 0600\n"
-            "    user = %s\n"
-            "  }\n"
-            "}\n" % (bridge_binary(), self.state_dir, self.accounts_file,
-                     BRIDGE_USER, BRIDGE_USER))
+        """The shipped conf.d snippet, with this test's files on the
+        executable line (it runs as the internal user, as shipped)."""
+        text = shipped_config()
+        line = "  executable = deltapush-bridge " \
+            "/etc/dovecot/deltapush-bridge.conf\n"
+        assert line in text
+        return text.replace(line, "  executable = %s -s %s %s\n" % (
+            bridge_binary(), self.state_dir, self.accounts_file))
 
     def start(self):
         if self.instance is None:
