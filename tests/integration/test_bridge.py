@@ -438,3 +438,58 @@ def test_bridge_polls_server_without_idle(pki, bridged, sink):
         assert_push(sink, [token], since)
     finally:
         remote.cleanup()
+
+
+def test_bridge_uidvalidity_change_starts_over_without_pushes(remote, bridged,
+                                                             sink):
+    user, token = new_user("ruv"), make_token()
+    a = Account("uidv", user, remote.imaps_port, ca=remote.ca, tokens=[token])
+    remote.deliver(user)
+    bridge = bridged([a]).start()
+    bridge.wait_watching(a)
+    bridge.stop()
+    # as if the mailbox had been recreated: the old UIDs mean nothing
+    state_path = os.path.join(bridge.state_dir, "uidv.state")
+    with open(state_path) as f:
+        uidvalidity, last_uid = map(int, f.read().split())
+    with open(state_path, "w") as f:
+        f.write("%d 0\n" % (uidvalidity + 1))
+    remote.deliver(user)
+    since = time.monotonic()
+    offset = bridge.instance.log_size()
+    bridge.start()
+    bridge.wait_log(r"bridge\(uidv\): UIDVALIDITY of INBOX changed "
+                    r"\(%d -> %d\): starting over from UID 2"
+                    % (uidvalidity + 1, uidvalidity), offset)
+    bridge.wait_watching(a, offset)
+    assert_no_push(sink, [token], since, wait=1.0)
+    remote.deliver(user)
+    assert_push(sink, [token], since)
+
+    def state():
+        with open(state_path) as f:
+            return f.read()
+    # written once the service took the NOTIFY
+    assert wait_until(lambda: state() == "%d 3\n" % uidvalidity, 10), \
+        state()
+
+
+def test_bridge_local_user_tokens_follow_setmetadata(remote, bridged, sink):
+    remote_user, local_user = new_user("rf"), new_user("lf")
+    old_token, new_token = make_token(), make_token()
+    a = Account("follow", remote_user, remote.imaps_port, ca=remote.ca,
+                local_user=local_user)
+    bridge = bridged([a]).start()
+    register(bridge.instance, local_user, old_token)
+    bridge.wait_watching(a)
+    since = time.monotonic()
+    remote.deliver(remote_user)
+    assert_push(sink, [old_token], since)
+    # the user removes its tokens and registers another
+    with bridge.instance.imap(local_user) as client:
+        assert client.setmetadata("INBOX", "/private/devicetoken", None).ok
+    register(bridge.instance, local_user, new_token)
+    since = time.monotonic()
+    remote.deliver(remote_user)
+    assert_push(sink, [new_token], since)
+    assert not sink.requests(since=since, bodies=[old_token])
