@@ -160,18 +160,23 @@ deltapush_bridge_account_request(struct deltapush_bridge_account *account,
 }
 
 /* Register the literal tokens under the account's service user (again,
-   after a day, so that the token TTL keeps them). */
+   after a day, so that the token TTL keeps them). The first time, the
+   tokens registered by an earlier run go first: a token taken out of
+   the accounts file must not be woken any more. */
 static int
 deltapush_bridge_account_register(struct deltapush_bridge_account *account,
 				  const char **error_r)
 {
 	const char *user, *token;
 
-	if (array_count(&account->set->tokens) == 0 ||
-	    (account->registered_at != 0 && ioloop_time <
-	     account->registered_at + DELTAPUSH_BRIDGE_REGISTER_INTERVAL_SECS))
+	if (account->registered_at != 0 && ioloop_time <
+	    account->registered_at + DELTAPUSH_BRIDGE_REGISTER_INTERVAL_SECS)
 		return 0;
 	user = deltapush_bridge_account_token_user(account->set);
+	if (account->registered_at == 0 &&
+	    deltapush_bridge_account_request(account,
+			DELTAPUSH_REQUEST_FORGET, user, NULL, error_r) < 0)
+		return -1;
 	array_foreach_elem(&account->set->tokens, token) {
 		if (deltapush_bridge_account_request(account,
 				DELTAPUSH_REQUEST_REGISTER, user, token,

@@ -169,6 +169,11 @@ class Bridged:
         os.makedirs(self.state_dir)
         os.chmod(self.files, 0o755)
         os.chown(self.state_dir, pw.pw_uid, pw.pw_gid)
+        self.write_accounts()
+
+    def write_accounts(self):
+        """The accounts file and password files for self.accounts."""
+        pw = pwd.getpwnam(BRIDGE_USER)
         lines = []
         for account in self.accounts:
             password_file = os.path.join(self.files,
@@ -493,3 +498,25 @@ def test_bridge_local_user_tokens_follow_setmetadata(remote, bridged, sink):
     remote.deliver(remote_user)
     assert_push(sink, [new_token], since)
     assert not sink.requests(since=since, bodies=[old_token])
+
+
+def test_bridge_literal_tokens_follow_the_accounts_file(remote, bridged, sink):
+    user, old_token, new_token = new_user("rtok"), make_token(), make_token()
+    a = Account("tokens", user, remote.imaps_port, ca=remote.ca,
+                tokens=[old_token])
+    bridge = bridged([a]).start()
+    bridge.wait_watching(a)
+    since = time.monotonic()
+    remote.deliver(user)
+    assert_push(sink, [old_token], since)
+    bridge.stop()
+    # the operator replaces the token
+    a.tokens = [new_token]
+    bridge.write_accounts()
+    offset = bridge.instance.log_size()
+    bridge.start()
+    bridge.wait_watching(a, offset)
+    since = time.monotonic()
+    remote.deliver(user)
+    assert_push(sink, [new_token], since)
+    assert_no_push(sink, [old_token], since, wait=1.5)
