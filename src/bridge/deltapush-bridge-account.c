@@ -5,6 +5,7 @@
 #include "ioloop.h"
 #include "str.h"
 #include "strnum.h"
+#include "strescape.h"
 #include "imap-arg.h"
 #include "imap-utf7.h"
 #include "deltapush-compat.h"
@@ -50,6 +51,10 @@ struct deltapush_bridge_account {
 	uint32_t examine_uidvalidity, examine_uidnext;
 	unsigned int retry_msecs;
 	time_t registered_at;
+	/* for deltapush bridge status: when new mail last woke the devices,
+	   and how often that happened since the start */
+	time_t last_trigger;
+	unsigned int triggers;
 
 	/* the FETCH now running: the highest UID seen, and whether a
 	   message in it wakes the devices */
@@ -280,6 +285,8 @@ deltapush_bridge_account_fetch_callback(const struct imapc_command_reply *reply,
 			return;
 		}
 		if (account->fetch_wake) {
+			account->last_trigger = ioloop_time;
+			account->triggers++;
 			e_debug(event_create_passthrough(account->event)->
 				set_name("deltapush_bridge_trigger")->
 				add_int("uid", account->fetch_max_uid)->event(),
@@ -635,6 +642,29 @@ deltapush_bridge_account_init(struct deltapush_bridge *bridge,
 		deltapush_bridge_account_connect(account);
 	} T_END;
 	return account;
+}
+
+void deltapush_bridge_account_status(struct deltapush_bridge_account *account,
+				     string_t *dest)
+{
+	const char *state;
+
+	if (account->to_reconnect != NULL)
+		state = "backing_off";
+	else if (!account->selected)
+		state = "connecting";
+	else if (account->idle)
+		state = "idling";
+	else
+		state = "polling";
+	str_append_tabescaped(dest, account->set->name);
+	str_append_c(dest, '\t');
+	str_append(dest, state);
+	str_append_c(dest, '\t');
+	if (account->last_error != NULL)
+		str_append_tabescaped(dest, account->last_error);
+	str_printfa(dest, "\t%ld\t%u\n", (long)account->last_trigger,
+		    account->triggers);
 }
 
 void deltapush_bridge_account_deinit(struct deltapush_bridge_account **_account)

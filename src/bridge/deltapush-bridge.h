@@ -27,4 +27,11 @@ deltapush_bridge_account_init(struct deltapush_bridge *bridge,
 			      const struct deltapush_bridge_account_settings *set);
 void deltapush_bridge_account_deinit(struct deltapush_bridge_account **account);
 
+/* Append the account's line of the status socket's reply to dest:
+   name, state (connecting, idling, polling, backing_off), last error,
+   last trigger (unix time, 0 = none), triggers since the start;
+   tab-separated and tab-escaped, ending in LF. */
+void deltapush_bridge_account_status(struct deltapush_bridge_account *account,
+				     string_t *dest);
+
 #endif

@@ -9,11 +9,16 @@
 
    SOCKET is the deltapush service's listener the bridge talks to
    (default deltapush-bridge, relative to base_dir): a listener of its
-   own, so that the bridge needn't run as the mail user. */
+   own, so that the bridge needn't run as the mail user.
+
+   Its own listener (deltapush-bridge-status in the shipped
+   configuration) answers doveadm deltapush bridge status. */
 
 #include "lib.h"
 #include "array.h"
 #include "ioloop.h"
+#include "str.h"
+#include "ostream.h"
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
@@ -99,10 +104,44 @@ static bool deltapush_bridge_idle_die(void)
 	return FALSE;
 }
 
-static void
-deltapush_bridge_client_connected(struct master_service_connection *conn ATTR_UNUSED)
+/* A status client (doveadm deltapush bridge status): it gets one line
+   per account, then the connection is closed. */
+struct deltapush_bridge_status_client {
+	struct ostream *output;
+};
+
+static int
+deltapush_bridge_status_flush(struct deltapush_bridge_status_client *client)
 {
-	/* no listeners */
+	int ret = o_stream_flush(client->output);
+
+	if (ret == 0)
+		return 0;
+	o_stream_destroy(&client->output);
+	i_free(client);
+	master_service_client_connection_destroyed(master_service);
+	return ret;
+}
+
+static void
+deltapush_bridge_client_connected(struct master_service_connection *conn)
+{
+	struct deltapush_bridge_status_client *client;
+	struct deltapush_bridge_account *account;
+	string_t *str = t_str_new(256);
+
+	master_service_client_connection_accept(conn);
+	client = i_new(struct deltapush_bridge_status_client, 1);
+	client->output = o_stream_create_fd_autoclose(&conn->fd, SIZE_MAX);
+	o_stream_set_no_error_handling(client->output, TRUE);
+	array_foreach_elem(&bridge_accounts, account) {
+		str_truncate(str, 0);
+		deltapush_bridge_account_status(account, str);
+		o_stream_nsend(client->output, str_data(str), str_len(str));
+	}
+	o_stream_set_flush_callback(client->output,
+				    deltapush_bridge_status_flush, client);
+	(void)deltapush_bridge_status_flush(client);
 }
 
 static void

@@ -3,6 +3,8 @@
 #include "lib.h"
 #include "array.h"
 #include "time-util.h"
+#include "istream.h"
+#include "strescape.h"
 #include "doveadm.h"
 #include "doveadm-cmd.h"
 #include "doveadm-print.h"
@@ -450,6 +452,52 @@ static void cmd_deltapush_import_chatmail(struct doveadm_cmd_context *cctx)
 		doveadm_exit_code = DOVEADM_EX_NOTPOSSIBLE;
 }
 
+/* deltapush-bridge's status listener, in base_dir */
+#define DOVEADM_DELTAPUSH_BRIDGE_STATUS_SOCKET "deltapush-bridge-status"
+
+static void cmd_deltapush_bridge_status(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+{
+	const char *path = t_strconcat(doveadm_settings->base_dir, "/",
+		DOVEADM_DELTAPUSH_BRIDGE_STATUS_SOCKET, NULL);
+	const char *const *fields, *line;
+	struct istream *input;
+	int fd;
+
+	fd = net_connect_unix(path);
+	if (fd == -1) {
+		i_error("net_connect_unix(%s) failed: %m "
+			"(is service deltapush-bridge configured?)", path);
+		doveadm_exit_code = EX_TEMPFAIL;
+		return;
+	}
+	/* the bridge writes a line per account and closes */
+	net_set_nonblock(fd, FALSE);
+	input = i_stream_create_fd_autoclose(&fd, SIZE_MAX);
+
+	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+	doveadm_print_header_simple("account");
+	doveadm_print_header_simple("state");
+	doveadm_print_header_simple("last_trigger");
+	doveadm_print_header_simple("triggers");
+	doveadm_print_header_simple("last_error");
+	while ((line = i_stream_read_next_line(input)) != NULL) {
+		fields = t_strsplit_tabescaped(line);
+		if (str_array_length(fields) != 5)
+			continue;
+		doveadm_print(fields[0]);
+		doveadm_print(fields[1]);
+		doveadm_print(doveadm_deltapush_time(strtoll(fields[3],
+							      NULL, 10)));
+		doveadm_print(fields[4]);
+		doveadm_print(fields[2]);
+	}
+	if (input->stream_errno != 0) {
+		i_error("read(%s) failed: %s", path, i_stream_get_error(input));
+		doveadm_exit_code = EX_TEMPFAIL;
+	}
+	i_stream_destroy(&input);
+}
+
 static struct doveadm_cmd_ver2 doveadm_deltapush_commands[] = {
 	{
 		.name = "deltapush status",
@@ -490,6 +538,13 @@ DOVEADM_CMD_PARAMS_END
 		.usage = "<chatmail mail dir>",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAM('\0', "dir", CMD_PARAM_STR, CMD_PARAM_FLAG_POSITIONAL)
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "deltapush bridge status",
+		.cmd = cmd_deltapush_bridge_status,
+		.usage = "",
+DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAMS_END
 	},
 };

@@ -520,3 +520,34 @@ def test_bridge_literal_tokens_follow_the_accounts_file(remote, bridged, sink):
     remote.deliver(user)
     assert_push(sink, [new_token], since)
     assert_no_push(sink, [old_token], since, wait=1.5)
+
+
+def test_bridge_status_in_doveadm(remote, bridged, sink, doveadm):
+    ok_user, bad_user = new_user("rst"), new_user("rstbad")
+    token = make_token()
+    ok = Account("shown", ok_user, remote.imaps_port, ca=remote.ca,
+                 tokens=[token])
+    bad = Account("failing", bad_user, remote.imaps_port, ca=remote.ca,
+                  password="wrong", tokens=[make_token()])
+    bridge = bridged([ok, bad]).start()
+    bridge.wait_watching(ok)
+    bridge.wait_log(r"bridge\(failing\): Login .* - retrying in")
+    since = time.monotonic()
+    remote.deliver(ok_user)
+    assert_push(sink, [token], since)
+    rows = {}
+
+    def status():
+        rows.clear()
+        for row in doveadm.run_json(bridge.instance, "deltapush", "bridge",
+                                    "status"):
+            rows[row["account"]] = row
+        return rows.get("shown", {}).get("triggers") == "1"
+    assert wait_until(status, 10), rows
+    assert set(rows) == {"shown", "failing"}
+    assert rows["shown"]["state"] == "idling"
+    assert rows["shown"]["last_trigger"] != "-"
+    assert rows["shown"]["last_error"] == ""
+    assert rows["failing"]["state"] == "backing_off"
+    assert "Authentication failed" in rows["failing"]["last_error"]
+    assert rows["failing"]["triggers"] == "0"
