@@ -52,6 +52,7 @@ def test_no_unknown_setting_is_documented():
         for name in set(re.findall(r"\bdeltapush_[a-z_]+\b", doc)):
             if name.endswith("_plugin") or name.startswith("deltapush_push_") \
                     or name.startswith("deltapush_token_r") \
+                    or name.startswith("deltapush_bridge_") \
                     or name == "deltapush_trigger":
                 continue  # module and event names, not settings
             assert name in known, "%s is documented but not read" % name
