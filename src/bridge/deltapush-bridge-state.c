@@ -56,12 +56,6 @@ int deltapush_bridge_state_write(const char *path,
 		i_close_fd(&fd);
 		return -1;
 	}
-	if (fdatasync(fd) < 0) {
-		*error_r = t_strdup_printf("fdatasync(%s) failed: %m",
-					   temp_path);
-		i_close_fd(&fd);
-		return -1;
-	}
 	if (close(fd) < 0) {
 		*error_r = t_strdup_printf("close(%s) failed: %m", temp_path);
 		return -1;

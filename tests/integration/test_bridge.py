@@ -32,13 +32,9 @@ def _openssl(*args, cwd):
                    capture_output=True)
 
 
-@pytest.fixture(scope="module")
-def pki():
+def make_pki():
     """A private CA and a server certificate for 127.0.0.1 signed by it,
-    in a directory the bridge's user can read."""
-    if shutil.which("openssl") is None:
-        print("bridge tests skipped: openssl is not installed")
-        pytest.skip("openssl is not installed")
+    in a new directory the bridge's user can read."""
     d = tempfile.mkdtemp(prefix="dpt-pki-", dir=os.environ.get(
         "DELTAPUSH_TEST_TMPDIR", "/tmp"))
     os.chmod(d, 0o755)
@@ -57,10 +53,20 @@ def pki():
              "-extfile", "ext.cnf", "-out", "server.pem", cwd=d)
     for name in os.listdir(d):
         os.chmod(os.path.join(d, name), 0o644)
-    yield {"ca": os.path.join(d, "ca.pem"),
-           "cert": os.path.join(d, "server.pem"),
-           "key": os.path.join(d, "server.key")}
-    shutil.rmtree(d, ignore_errors=True)
+    return {"dir": d,
+            "ca": os.path.join(d, "ca.pem"),
+            "cert": os.path.join(d, "server.pem"),
+            "key": os.path.join(d, "server.key")}
+
+
+@pytest.fixture(scope="module")
+def pki():
+    if shutil.which("openssl") is None:
+        print("bridge tests skipped: openssl is not installed")
+        pytest.skip("openssl is not installed")
+    result = make_pki()
+    yield result
+    shutil.rmtree(result["dir"], ignore_errors=True)
 
 
 # ---- the remote server ----

@@ -1,0 +1,181 @@
+"""deltapush-bridge with many accounts idling on one remote Dovecot.
+
+A stock Dovecot on loopback (TLS with a private CA, imap processes
+serving many connections) plays the remote server; the local Dovecot
+runs deltapush and the bridge with N accounts (default 1000), one remote
+user each, each waking one literal token. Measures, through the
+integration harness (tests/integration):
+
+  - how long until all N accounts watch their INBOX after the start,
+  - the bridge's RSS and CPU time while all accounts idle (10 s),
+  - new mail -> push latency: LMTP delivery to the remote finished ->
+    the push for that account's token at the sink, p50/p99 over M
+    sequential deliveries to random accounts; this includes the remote
+    Dovecot's own IDLE notification delay and the service's coalescing
+    (debounce 0 here: every NOTIFY is pushed at once),
+  - the remote's IDLE delay on its own: delivery finished -> EXISTS on
+    an IDLEing connection of our own (same M),
+  - reconnect after the remote restarts: remote up again -> all N
+    accounts watching again.
+
+    DELTAPUSH_STAGE=build/stage python3 bench/bridge.py [N] [M]
+
+Prints the figures; no assertion (targets: p99 <= 1 s plus the remote's
+own delay, idle CPU ~ 0, RSS <= 64 MiB, reconnect <= 60 s).
+"""
+
+import os
+import random
+import re
+import socket
+import ssl
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                os.pardir, "tests", "integration"))
+
+from dovecot_instance import (DOVECOT_24, DOVECOT_VERSION,  # noqa: E402
+                              DovecotInstance, find_stage_files, proc_kib,
+                              process_table, wait_until)
+from helpers import make_token  # noqa: E402
+from sink import Sink  # noqa: E402
+from test_bridge import Account, Bridged, Remote, make_pki  # noqa: E402
+
+
+def remote_config(accounts):
+    """imap processes that serve many connections each, logins too."""
+    restart = "restart_request_count = unlimited" if DOVECOT_24 \
+        else "service_count = 0"
+    return ("service imap {\n  client_limit = %d\n  %s\n"
+            "  process_limit = 8\n}\n"
+            "service imap-login {\n  client_limit = %d\n  %s\n"
+            "  process_min_avail = 2\n}\n"
+            "default_client_limit = %d\n"
+            % (accounts // 4 + 10, restart, accounts + 100, restart,
+               accounts * 2 + 100))
+
+
+def bridge_pid(instance):
+    pids = instance.children("deltapush-bridg")
+    return pids[0] if pids else None
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def watching_count(instance, offset):
+    return len(set(re.findall(r"bridge\((b\d+)\): Watching INBOX",
+                              instance.log_since(offset))))
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * len(values))))]
+
+
+def idle_delay(remote, pki, user, deliveries):
+    """delivery finished -> EXISTS on our own IDLE connection, in ms."""
+    ctx = ssl.create_default_context(cafile=pki["ca"])
+    raw = socket.create_connection(("127.0.0.1", remote.imaps_port))
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    f = s.makefile("rb")
+    f.readline()
+    s.sendall(b"a LOGIN %s pass\r\n" % user.encode())
+    while not f.readline().startswith(b"a "):
+        pass
+    s.sendall(b"b EXAMINE INBOX\r\n")
+    while not f.readline().startswith(b"b "):
+        pass
+    s.sendall(b"c IDLE\r\n")
+    f.readline()
+    times = []
+    for _ in range(deliveries):
+        remote.deliver(user)
+        done = time.monotonic()
+        while b"EXISTS" not in f.readline():
+            pass
+        times.append((time.monotonic() - done) * 1000)
+    s.close()
+    return times
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    m = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    stage = find_stage_files(os.environ["DELTAPUSH_STAGE"])
+    pki = make_pki()
+    sink = Sink()
+    sink.start()
+    remote = Remote(pki, extra_config=remote_config(n))
+    remote.ca = pki["ca"]
+    remote.start(timeout=60)
+
+    def factory(sink=None, settings=None, start=True):
+        instance = DovecotInstance(stage_files=stage, notify_url=sink.url,
+                                   plugin_settings={"deltapush_debounce": "0"})
+        if start:
+            instance.start()
+        return instance
+
+    users = ["bench%d@example.org" % i for i in range(n)]
+    tokens = [make_token(64) for _ in range(n)]
+    accounts = [Account("b%d" % i, users[i], remote.imaps_port, ca=remote.ca,
+                        tokens=[tokens[i]]) for i in range(n)]
+    bridge = Bridged(factory, sink, accounts)
+    try:
+        start = time.monotonic()
+        bridge.start()
+        assert wait_until(lambda: watching_count(bridge.instance, 0) == n,
+                          300, interval=0.5), watching_count(bridge.instance, 0)
+        startup = time.monotonic() - start
+        pid = bridge_pid(bridge.instance)
+
+        time.sleep(2)
+        ticks = cpu_ticks(pid)
+        time.sleep(10)
+        idle_cpu = (cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK")
+        rss = proc_kib(pid, "VmRSS")
+
+        latencies = []
+        for _ in range(m):
+            i = random.randrange(n)
+            remote.deliver(users[i])
+            done = time.monotonic()
+            got = sink.wait_for_bodies([tokens[i]], since=done - 0.001,
+                                       timeout=30)
+            assert got, "no push for account b%d" % i
+            latencies.append((got[0].monotonic - done) * 1000)
+        own = idle_delay(remote, pki, "benchidle@example.org", m)
+
+        offset = bridge.instance.log_size()
+        remote.stop()
+        remote.start(timeout=60)
+        up = time.monotonic()
+        assert wait_until(lambda: watching_count(bridge.instance, offset) == n,
+                          600, interval=0.5)
+        reconnect = time.monotonic() - up
+
+        print("Dovecot %s, %d accounts, %d deliveries" % (
+            ".".join(map(str, DOVECOT_VERSION)), n, m))
+        print("all watching after start: %.1f s" % startup)
+        print("bridge RSS: %.1f MiB" % (rss / 1024))
+        print("bridge CPU while idle: %.2f s in 10 s" % idle_cpu)
+        print("new mail -> push: p50 %.1f ms, p99 %.1f ms" % (
+            statistics.median(latencies), percentile(latencies, 99)))
+        print("remote's own IDLE delay: p50 %.1f ms, p99 %.1f ms" % (
+            statistics.median(own), percentile(own, 99)))
+        print("all watching again after the remote restarted: %.1f s"
+              % reconnect)
+    finally:
+        bridge.instance.cleanup()
+        remote.cleanup()
+        sink.stop()
+
+
+if __name__ == "__main__":
+    main()
