@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
 
 from dovecot_instance import (DOVECOT_24, DOVECOT_VERSION,  # noqa: E402
                               DovecotInstance, find_stage_files, proc_kib,
-                              process_table, wait_until)
+                              wait_until)
 from helpers import make_token  # noqa: E402
 from sink import Sink  # noqa: E402
 from test_bridge import Account, Bridged, Remote, make_pki  # noqa: E402

@@ -9,19 +9,19 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
 
-import dovecot_instance
 from dovecot_instance import (DOVECOT_24, INTERNAL_USER, DovecotInstance,
                               free_port, make_message, wait_until)
 from helpers import assert_no_push, make_token, new_user, register
-from imap_client import ImapClient
 
-# imapc's output is wrapped in TLS; the remote logs its logins
+# The bridge runs as Dovecot's internal user, as shipped
 BRIDGE_USER = INTERNAL_USER
 
 
@@ -557,3 +557,73 @@ def test_bridge_status_in_doveadm(remote, bridged, sink, doveadm):
     assert rows["failing"]["state"] == "backing_off"
     assert "Authentication failed" in rows["failing"]["last_error"]
     assert rows["failing"]["triggers"] == "0"
+
+
+class BadServer:
+    """A loopback TCP server that plays a broken IMAP server: "garbage"
+    greets and answers every line with nonsense, "stall" accepts and
+    never says anything."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.connections = []
+        self.accepted = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self.connections.append(conn)
+            if self.mode == "garbage":
+                threading.Thread(target=self._garbage, args=(conn,),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _garbage(conn):
+        try:
+            conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] hi\r\n")
+            while conn.recv(4096):
+                conn.sendall(b"))) \x01garbage (((\r\n* 1 FETCH )\r\n")
+        except OSError:
+            pass
+
+    def close(self):
+        self.sock.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.parametrize("mode", ["garbage", "stall"])
+def test_bridge_broken_server_affects_no_other_account(remote, bridged, sink,
+                                                      mode):
+    server = BadServer(mode)
+    try:
+        user, token = new_user("rbroken"), make_token()
+        good = Account("beside", user, remote.imaps_port, ca=remote.ca,
+                       tokens=[token])
+        broken = Account("broken", new_user("rb"), server.port,
+                         tls="starttls", ca=remote.ca,
+                         tokens=[make_token()])
+        bridge = bridged([broken, good]).start()
+        bridge.wait_watching(good)
+        assert wait_until(lambda: server.accepted >= 1, 10)
+        if mode == "garbage":
+            # dropped and tried again later
+            bridge.wait_log(r"bridge\(broken\): .* - retrying in")
+        since = time.monotonic()
+        remote.deliver(user)
+        assert_push(sink, [token], since)
+        assert "Watching" not in "\n".join(
+            l for l in bridge.instance.log_text().splitlines()
+            if "bridge(broken)" in l)
+    finally:
+        server.close()
