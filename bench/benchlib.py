@@ -28,6 +28,7 @@ import dovecot_instance  # noqa: E402
 from dovecot_instance import (MAIL_GID, MAIL_UID, DovecotInstance,  # noqa: E402
                               StageError, free_port, proc_kib, stop_process,
                               wait_until)
+from pki import make_pki  # noqa: E402
 from service_client import ServiceConn  # noqa: E402
 
 NGINX = "/usr/sbin/nginx"
@@ -353,27 +354,7 @@ http {{
                                % _read(os.path.join(self.dir, "error.log")))
 
     def _make_certs(self):
-        d = self.dir
-
-        def run(*args):
-            subprocess.run(["openssl"] + list(args), check=True,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-
-        run("req", "-x509", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-            "-subj", "/CN=deltapush bench CA", "-keyout", d + "/ca.key",
-            "-out", d + "/ca.pem")
-        with open(d + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-        run("req", "-newkey", "ec", "-pkeyopt",
-            "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-            "/CN=127.0.0.1", "-keyout", d + "/server.key",
-            "-out", d + "/server.csr")
-        run("x509", "-req", "-in", d + "/server.csr", "-CA", d + "/ca.pem",
-            "-CAkey", d + "/ca.key", "-CAcreateserial", "-days", "2",
-            "-extfile", d + "/ext.cnf", "-out", d + "/server.pem")
-        self.ca_file = d + "/ca.pem"
+        self.ca_file = make_pki(self.dir)["ca"]
 
     def _ready(self):
         try:

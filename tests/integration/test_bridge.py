@@ -10,8 +10,6 @@ import pwd
 import re
 import shutil
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 
@@ -20,43 +18,10 @@ import pytest
 from dovecot_instance import (DOVECOT_24, INTERNAL_USER, DovecotInstance,
                               free_port, make_message, wait_until)
 from helpers import assert_no_push, make_token, new_user, register
+from pki import make_pki
 
 # The bridge runs as Dovecot's internal user, as shipped
 BRIDGE_USER = INTERNAL_USER
-
-
-# ---- certificates ----
-
-def _openssl(*args, cwd):
-    subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,
-                   capture_output=True)
-
-
-def make_pki():
-    """A private CA and a server certificate for 127.0.0.1 signed by it,
-    in a new directory the bridge's user can read."""
-    d = tempfile.mkdtemp(prefix="dpt-pki-", dir=os.environ.get(
-        "DELTAPUSH_TEST_TMPDIR", "/tmp"))
-    os.chmod(d, 0o755)
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=deltapush test CA", "-keyout", "ca.key",
-             "-out", "ca.pem",
-             "-addext", "basicConstraints=critical,CA:TRUE",
-             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
-    _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-             "-keyout", "server.key", "-out", "server.csr", cwd=d)
-    with open(os.path.join(d, "ext.cnf"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                "extendedKeyUsage=serverAuth\n")
-    _openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem",
-             "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
-             "-extfile", "ext.cnf", "-out", "server.pem", cwd=d)
-    for name in os.listdir(d):
-        os.chmod(os.path.join(d, name), 0o644)
-    return {"dir": d,
-            "ca": os.path.join(d, "ca.pem"),
-            "cert": os.path.join(d, "server.pem"),
-            "key": os.path.join(d, "server.key")}
 
 
 @pytest.fixture(scope="module")

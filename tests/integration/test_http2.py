@@ -15,6 +15,7 @@ import pytest
 from dovecot_instance import (MAIL_GID, MAIL_UID, free_port, stop_process,
                               wait_until)
 from helpers import make_token
+from pki import make_pki
 from service_client import ServiceConn
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -31,26 +32,7 @@ class TlsProxy:
         self.status_port = free_port()
         d = self.dir
 
-        def openssl(*args):
-            subprocess.run(("openssl",) + args, check=True,
-                           stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL)
-
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2",
-                "-subj", "/CN=deltapush test CA", "-keyout", d + "/ca.key",
-                "-out", d + "/ca.pem")
-        with open(d + "/ext.cnf", "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1\n")
-        openssl("req", "-newkey", "ec", "-pkeyopt",
-                "ec_paramgen_curve:prime256v1", "-nodes", "-subj",
-                "/CN=127.0.0.1", "-keyout", d + "/server.key",
-                "-out", d + "/server.csr")
-        openssl("x509", "-req", "-in", d + "/server.csr", "-CA",
-                d + "/ca.pem", "-CAkey", d + "/ca.key", "-CAcreateserial",
-                "-days", "2", "-extfile", d + "/ext.cnf",
-                "-out", d + "/server.pem")
-        self.ca_file = d + "/ca.pem"
+        self.ca_file = make_pki(d)["ca"]
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             os.makedirs(os.path.join(d, sub))
             os.chown(os.path.join(d, sub), MAIL_UID, MAIL_GID)
