@@ -10,9 +10,7 @@ stopped by the pid of the process the benchmark started.
 
 import atexit
 import base64
-import http.client
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -25,13 +23,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import dovecot_instance  # noqa: E402
-from dovecot_instance import (MAIL_GID, MAIL_UID, DovecotInstance,  # noqa: E402
-                              StageError, free_port, proc_kib, stop_process,
-                              wait_until)
-from pki import make_pki  # noqa: E402
+from dovecot_instance import (DovecotInstance, StageError,  # noqa: E402
+                              proc_kib, stop_process)
+# NGINX: bench.py reports its version
+from nginx_proxy import NGINX, NginxProxy  # noqa: E402,F401
 from service_client import ServiceConn  # noqa: E402
 
-NGINX = "/usr/sbin/nginx"
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -297,113 +294,14 @@ class Sink:
 # nginx: a sink fast enough for the sender benchmark, HTTP/1.1 and HTTP/2
 
 
-class Nginx:
+class Nginx(NginxProxy):
     def __init__(self, workers=1):
-        self.dir = tempfile.mkdtemp(prefix="dpbench-nginx-")
-        os.chmod(self.dir, 0o755)
-        self.port = free_port()
-        self.tls_port = free_port()
-        self._make_certs()
-        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-            path = os.path.join(self.dir, sub)
-            os.makedirs(path)
-            os.chown(path, MAIL_UID, MAIL_GID)
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write("""\
-daemon off;
-master_process on;
-worker_processes {workers};
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-user nobody nogroup;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  keepalive_requests 100000000;
-  keepalive_timeout 600s;
-  server {{
-    listen 127.0.0.1:{port};
-    listen 127.0.0.1:{tls_port} ssl http2;
-    ssl_certificate {d}/server.pem;
-    ssl_certificate_key {d}/server.key;
-    location = /notify {{ return 200; }}
-    location = /ox {{ return 200; }}
-    location = /status {{ stub_status; }}
-  }}
-}}
-""".format(workers=workers, d=self.dir, port=self.port,
-           tls_port=self.tls_port))
-        self.proc = subprocess.Popen(
-            [NGINX, "-e", os.path.join(self.dir, "error.log"),
-             "-p", self.dir, "-c", conf],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        super().__init__(workers, prefix="dpbench-nginx-")
         _register(self.proc, "nginx")
-        self._status_conn = None
-        self.status_polls = 0
-        self.status_conns = 0
-        if not wait_until(self._ready, 10):
-            self.stop()
-            raise RuntimeError("nginx did not start: %s"
-                               % _read(os.path.join(self.dir, "error.log")))
-
-    def _make_certs(self):
-        self.ca_file = make_pki(self.dir)["ca"]
-
-    def _ready(self):
-        try:
-            self.requests()
-            return True
-        except OSError:
-            return False
-
-    @property
-    def url(self):
-        return "http://127.0.0.1:%d/notify" % self.port
-
-    @property
-    def tls_url(self):
-        return "https://127.0.0.1:%d/notify" % self.tls_port
-
-    def stats(self):
-        """(connections accepted, requests answered) so far, not counting
-        our own status polls."""
-        # nginx closes the kept status connection when it idles (a long
-        # registration phase): then once more on a new one
-        for attempt in (1, 2):
-            if self._status_conn is None:
-                self._status_conn = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=5)
-                self.status_conns += 1
-            try:
-                self._status_conn.request("GET", "/status")
-                body = self._status_conn.getresponse().read().decode()
-                break
-            except (OSError, http.client.HTTPException):
-                self._status_conn.close()
-                self._status_conn = None
-                if attempt == 2:
-                    raise OSError("nginx status failed")
-        self.status_polls += 1
-        fields = body.splitlines()[2].split()
-        return (int(fields[0]) - self.status_conns,
-                int(fields[2]) - self.status_polls)
-
-    def requests(self):
-        return self.stats()[1]
-
-    def push_url(self, path="/notify"):
-        return "http://127.0.0.1:%d%s" % (self.port, path)
 
     # The counting interface of Sink, for the throughput runs
 
-    count = requests
+    count = NginxProxy.requests
 
     def wait_count(self, n, timeout):
         return self.wait_requests(n, timeout, interval=0.02)[0]
@@ -436,13 +334,9 @@ http {{
         return tree_cpu(self.proc.pid)
 
     def stop(self):
-        if self._status_conn is not None:
-            self._status_conn.close()
-            self._status_conn = None
         if self.proc is not None:
-            _stop_proc(self.proc, signal.SIGQUIT)
-            self.proc = None
-        shutil.rmtree(self.dir, ignore_errors=True)
+            _live.pop(self.proc.pid, None)
+        super().stop()
 
 
 # ---------------------------------------------------------------------------

@@ -41,7 +41,8 @@ from dovecot_instance import (DOVECOT_24, DOVECOT_VERSION,  # noqa: E402
                               wait_until)
 from helpers import make_token  # noqa: E402
 from sink import Sink  # noqa: E402
-from test_bridge import Account, Bridged, Remote, make_pki  # noqa: E402
+from pki import make_pki  # noqa: E402
+from test_bridge import Account, Bridged, Remote  # noqa: E402
 
 
 def remote_config(accounts):
