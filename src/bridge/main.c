@@ -22,10 +22,6 @@
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
-#if !DOVECOT_PREREQ(2, 4, 0)
-#  include "mail-storage-settings.h"
-#  include "mail-user.h"
-#endif
 #include "deltapush-common.h"
 #include "deltapush-client.h"
 #include "deltapush-dovecot-settings.h"
@@ -39,64 +35,19 @@
 static struct deltapush_bridge bridge;
 static ARRAY(struct deltapush_bridge_account *) bridge_accounts;
 
-#if DOVECOT_PREREQ(2, 4, 0)
 static const struct deltapush_settings *
 deltapush_bridge_read_settings(pool_t pool, const char **base_dir_r,
 			       const char **state_dir_r)
 {
-	struct event *event = master_service_get_event(master_service);
-	const struct master_service_settings *service_set =
-		master_service_get_service_settings(master_service);
-	const struct deltapush_settings *set;
-	const char *error;
-
-	if (deltapush_dovecot_settings_get(event, pool, &set, &error) < 0)
-		i_fatal("Invalid settings: %s", error);
-	*base_dir_r = p_strdup(pool, service_set->base_dir);
-	*state_dir_r = p_strdup(pool, service_set->state_dir);
-	return set;
-}
-#else
-static const char *deltapush_bridge_getenv(const char *name, void *context)
-{
-	const struct mail_user_settings *user_set = context;
-
-	return mail_user_set_plugin_getenv(user_set, name);
-}
-
-/* The same plugin {} settings as the mail plugin and the service */
-static const struct deltapush_settings *
-deltapush_bridge_read_settings(pool_t pool, const char **base_dir_r,
-			       const char **state_dir_r)
-{
-	static const struct setting_parser_info *set_roots[] = {
-		&mail_user_setting_parser_info,
-		NULL
-	};
-	struct master_service_settings_input input;
-	struct master_service_settings_output output;
-	const struct mail_user_settings *user_set;
 	const struct master_service_settings *service_set;
 	const struct deltapush_settings *set;
-	const char *error;
 
-	i_zero(&input);
-	input.roots = set_roots;
-	input.module = "mail";
-	input.service = "deltapush-bridge";
-	if (master_service_settings_read(master_service, &input, &output,
-					 &error) < 0)
-		i_fatal("Error reading configuration: %s", error);
-	user_set = master_service_settings_get_others(master_service)[0];
-	if (deltapush_settings_parse(pool, deltapush_bridge_getenv,
-				     (void *)user_set, &set, &error) < 0)
-		i_fatal("Invalid settings: %s", error);
-	service_set = master_service_settings_get(master_service);
+	set = deltapush_dovecot_settings_read_service(pool, "deltapush-bridge",
+						      &service_set);
 	*base_dir_r = p_strdup(pool, service_set->base_dir);
 	*state_dir_r = p_strdup(pool, service_set->state_dir);
 	return set;
 }
-#endif
 
 static bool deltapush_bridge_idle_die(void)
 {

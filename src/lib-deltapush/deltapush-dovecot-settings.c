@@ -1,6 +1,8 @@
 /* Copyright (c) 2026 deltapush authors, see the included AUTHORS file */
 
 #include "lib.h"
+#include "master-service.h"
+#include "master-service-settings.h"
 #include "deltapush-dovecot-settings.h"
 
 #if DOVECOT_PREREQ(2, 4, 0)
@@ -156,5 +158,63 @@ int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
 				       (void *)set, set_r, error_r);
 	settings_free(set);
 	return ret;
+}
+
+const struct deltapush_settings *
+deltapush_dovecot_settings_read_service(pool_t pool,
+	const char *service_name ATTR_UNUSED,
+	const struct master_service_settings **service_set_r)
+{
+	struct event *event = master_service_get_event(master_service);
+	const struct deltapush_settings *set;
+	const char *error;
+
+	if (deltapush_dovecot_settings_get(event, pool, &set, &error) < 0)
+		i_fatal("Invalid settings: %s", error);
+	*service_set_r = master_service_get_service_settings(master_service);
+	return set;
+}
+#else
+#include "mail-storage-settings.h"
+#include "mail-user.h"
+
+static const char *
+deltapush_dovecot_settings_service_getenv(const char *name, void *context)
+{
+	const struct mail_user_settings *user_set = context;
+
+	return mail_user_set_plugin_getenv(user_set, name);
+}
+
+/* The services read the same plugin {} settings as the mail plugin: one
+   place for the operator to configure deltapush. */
+const struct deltapush_settings *
+deltapush_dovecot_settings_read_service(pool_t pool, const char *service_name,
+	const struct master_service_settings **service_set_r)
+{
+	static const struct setting_parser_info *set_roots[] = {
+		&mail_user_setting_parser_info,
+		NULL
+	};
+	struct master_service_settings_input input;
+	struct master_service_settings_output output;
+	const struct mail_user_settings *user_set;
+	const struct deltapush_settings *set;
+	const char *error;
+
+	i_zero(&input);
+	input.roots = set_roots;
+	input.module = "mail";
+	input.service = service_name;
+	if (master_service_settings_read(master_service, &input, &output,
+					 &error) < 0)
+		i_fatal("Error reading configuration: %s", error);
+	user_set = master_service_settings_get_others(master_service)[0];
+	if (deltapush_settings_parse(pool,
+				     deltapush_dovecot_settings_service_getenv,
+				     (void *)user_set, &set, &error) < 0)
+		i_fatal("Invalid settings: %s", error);
+	*service_set_r = master_service_settings_get(master_service);
+	return set;
 }
 #endif

@@ -23,4 +23,14 @@ int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
 				   const char **error_r);
 #endif
 
+struct master_service_settings;
+
+/* The settings of a service of ours started by Dovecot's master (the
+   deltapush service, the bridge), read while it still runs as root;
+   service_set_r has its base_dir and state_dir. i_fatal()s naming the
+   setting when one is invalid: the master restarts it later. */
+const struct deltapush_settings *
+deltapush_dovecot_settings_read_service(pool_t pool, const char *service_name,
+	const struct master_service_settings **service_set_r);
+
 #endif

@@ -6,10 +6,6 @@
 #include "restrict-access.h"
 #include "master-service.h"
 #include "master-service-settings.h"
-#if !DOVECOT_PREREQ(2, 4, 0)
-#  include "mail-storage-settings.h"
-#  include "mail-user.h"
-#endif
 #include "deltapush-common.h"
 #include "deltapush-dovecot-settings.h"
 #include "deltapush-http.h"
@@ -40,55 +36,14 @@ static void deltapush_service_set_db_path(pool_t pool, const char *state_dir)
 	deltapush_set = set;
 }
 
-#if DOVECOT_PREREQ(2, 4, 0)
 static void deltapush_service_read_settings(pool_t pool)
 {
-	struct event *event = master_service_get_event(master_service);
-	const char *error;
+	const struct master_service_settings *service_set;
 
-	if (deltapush_dovecot_settings_get(event, pool, &deltapush_set,
-					   &error) < 0)
-		i_fatal("Invalid settings: %s", error);
-	deltapush_service_set_db_path(pool,
-		master_service_get_service_settings(master_service)->state_dir);
+	deltapush_set = deltapush_dovecot_settings_read_service(pool,
+		"deltapush", &service_set);
+	deltapush_service_set_db_path(pool, service_set->state_dir);
 }
-#else
-static const char *deltapush_service_getenv(const char *name, void *context)
-{
-	const struct mail_user_settings *user_set = context;
-
-	return mail_user_set_plugin_getenv(user_set, name);
-}
-
-/* The service reads the same plugin {} settings as the mail plugin:
-   one place for the operator to configure deltapush. */
-static void deltapush_service_read_settings(pool_t pool)
-{
-	static const struct setting_parser_info *set_roots[] = {
-		&mail_user_setting_parser_info,
-		NULL
-	};
-	struct master_service_settings_input input;
-	struct master_service_settings_output output;
-	const struct mail_user_settings *user_set;
-	const char *error;
-
-	i_zero(&input);
-	input.roots = set_roots;
-	input.module = "mail";
-	input.service = "deltapush";
-	if (master_service_settings_read(master_service, &input, &output,
-					 &error) < 0)
-		i_fatal("Error reading configuration: %s", error);
-	user_set = master_service_settings_get_others(master_service)[0];
-	if (deltapush_settings_parse(pool, deltapush_service_getenv,
-				     (void *)user_set, &deltapush_set,
-				     &error) < 0)
-		i_fatal("Invalid settings: %s", error);
-	deltapush_service_set_db_path(pool,
-		master_service_settings_get(master_service)->state_dir);
-}
-#endif
 
 static bool deltapush_idle_die(void)
 {
