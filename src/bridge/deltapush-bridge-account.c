@@ -6,6 +6,7 @@
 #include "str.h"
 #include "strnum.h"
 #include "strescape.h"
+#include "sha2.h"
 #include "imap-arg.h"
 #include "imap-utf7.h"
 #include "deltapush-compat.h"
@@ -17,6 +18,7 @@
 #include "deltapush-bridge.h"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* Reconnect delays: after a connection failure from 1 s, after a refused
    login from 1 min (providers lock accounts that keep trying), doubled
@@ -34,7 +36,9 @@
 #define DELTAPUSH_BRIDGE_PASSWORD_MAX_SIZE 1024
 
 struct deltapush_bridge_account {
+	pool_t pool;
 	struct deltapush_bridge *bridge;
+	/* a copy: it outlives the accounts file it was read from */
 	const struct deltapush_bridge_account_settings *set;
 	struct event *event;
 	char *state_path;
@@ -45,12 +49,14 @@ struct deltapush_bridge_account {
 	struct timeout *to_reconnect;
 	struct timeout *to_poll;
 
-	/* on disk; valid if have_state */
+	/* on disk, backoff included */
 	struct deltapush_bridge_state state;
 	/* from the EXAMINE now running */
 	uint32_t examine_uidvalidity, examine_uidnext;
-	unsigned int retry_msecs;
 	time_t registered_at;
+	/* SHA-256 of the password last read (valid if password_hashed), so
+	   that a reload sees a changed password file */
+	unsigned char password_hash[SHA256_RESULTLEN];
 	/* for deltapush bridge status: when new mail last woke the devices,
 	   and how often that happened since the start */
 	time_t last_trigger;
@@ -60,7 +66,7 @@ struct deltapush_bridge_account {
 	   message in it wakes the devices */
 	uint32_t fetch_max_uid;
 
-	bool have_state:1;
+	bool password_hashed:1;
 	bool selected:1;
 	bool idle:1;
 	bool fetching:1;
@@ -72,6 +78,7 @@ struct deltapush_bridge_account {
 };
 
 static void deltapush_bridge_account_connect(struct deltapush_bridge_account *account);
+static void deltapush_bridge_account_save(struct deltapush_bridge_account *account);
 static void deltapush_bridge_account_fetch(struct deltapush_bridge_account *account);
 
 static bool
@@ -122,13 +129,18 @@ deltapush_bridge_account_fail(struct deltapush_bridge_account *account,
 		DELTAPUSH_BRIDGE_RETRY_MIN_MSECS;
 	max_msecs = auth_failed ? DELTAPUSH_BRIDGE_RETRY_AUTH_MAX_MSECS :
 		DELTAPUSH_BRIDGE_RETRY_MAX_MSECS;
-	if (account->retry_msecs < min_msecs)
-		account->retry_msecs = min_msecs;
-	else
-		account->retry_msecs = I_MIN(account->retry_msecs * 2,
-					     max_msecs);
-	delay = account->retry_msecs / 4 * 3 +
-		i_rand_limit(account->retry_msecs / 2 + 1);
+	if (account->state.retry_msecs < min_msecs)
+		account->state.retry_msecs = min_msecs;
+	else {
+		account->state.retry_msecs =
+			I_MIN(account->state.retry_msecs * 2, max_msecs);
+	}
+	delay = account->state.retry_msecs / 4 * 3 +
+		i_rand_limit(account->state.retry_msecs / 2 + 1);
+	/* kept on disk: a restarted bridge (doveadm reload) waits too */
+	account->state.failures++;
+	account->state.retry_until = ioloop_time + (delay + 999) / 1000;
+	deltapush_bridge_account_save(account);
 
 	i_free(account->last_error);
 	account->last_error = i_strdup(error);
@@ -219,7 +231,6 @@ deltapush_bridge_account_save(struct deltapush_bridge_account *account)
 {
 	const char *error;
 
-	account->have_state = TRUE;
 	if (deltapush_bridge_state_write(account->state_path,
 					 &account->state, &error) < 0)
 		e_error(account->event, "%s", error);
@@ -455,7 +466,7 @@ deltapush_bridge_account_examine_callback(const struct imapc_command_reply *repl
 			account->set->mailbox), FALSE);
 		return;
 	}
-	if (!account->have_state) {
+	if (account->state.uidvalidity == 0) {
 		/* a new account: what is there now is not new mail */
 		e_info(account->event, "First look at %s: %u existing "
 		       "messages are not new", account->set->mailbox,
@@ -476,7 +487,12 @@ deltapush_bridge_account_examine_callback(const struct imapc_command_reply *repl
 	}
 
 	account->selected = TRUE;
-	account->retry_msecs = 0;
+	if (account->state.failures > 0 || account->state.retry_msecs > 0) {
+		account->state.failures = 0;
+		account->state.retry_msecs = 0;
+		account->state.retry_until = 0;
+		deltapush_bridge_account_save(account);
+	}
 	i_free_and_null(account->last_error);
 	e_info(event_create_passthrough(account->event)->
 		set_name("deltapush_bridge_connected")->
@@ -585,6 +601,24 @@ deltapush_bridge_account_password(struct deltapush_bridge_account *account,
 	return 0;
 }
 
+/* Read the password file and remember its hash. Returns the password,
+   or NULL with error_r. */
+static const char *
+deltapush_bridge_account_password_hash(struct deltapush_bridge_account *account,
+				       const char **error_r)
+{
+	const char *password;
+
+	if (deltapush_bridge_account_password(account, &password,
+					      error_r) < 0) {
+		account->password_hashed = FALSE;
+		return NULL;
+	}
+	sha256_get_digest(password, strlen(password), account->password_hash);
+	account->password_hashed = TRUE;
+	return password;
+}
+
 static void
 deltapush_bridge_account_connect(struct deltapush_bridge_account *account)
 {
@@ -592,8 +626,8 @@ deltapush_bridge_account_connect(struct deltapush_bridge_account *account)
 	const char *password, *error;
 
 	account->failed = FALSE;
-	if (deltapush_bridge_account_password(account, &password,
-					      &error) < 0) {
+	password = deltapush_bridge_account_password_hash(account, &error);
+	if (password == NULL) {
 		deltapush_bridge_account_fail(account, t_strdup_printf(
 			"Password file: %s", error), TRUE);
 		return;
@@ -612,17 +646,63 @@ deltapush_bridge_account_connect(struct deltapush_bridge_account *account)
 	imapc_client_login(client);
 }
 
+static void
+deltapush_bridge_account_start(struct deltapush_bridge_account *account,
+			       unsigned int delay_msecs, bool resume_backoff)
+{
+	const char *error;
+	unsigned int backoff_msecs;
+
+	if (!resume_backoff && account->state.failures > 0) {
+		/* the operator changed the account: try it now */
+		account->state.failures = 0;
+		account->state.retry_msecs = 0;
+		account->state.retry_until = 0;
+		deltapush_bridge_account_save(account);
+	}
+	if (account->state.retry_until > ioloop_time) {
+		/* backing off when the bridge stopped: no sooner now (no
+		   later than the longest backoff either: a clock jump) */
+		time_t secs = account->state.retry_until - ioloop_time;
+
+		if (secs > DELTAPUSH_BRIDGE_RETRY_AUTH_MAX_MSECS / 1000 * 5 / 4)
+			secs = DELTAPUSH_BRIDGE_RETRY_AUTH_MAX_MSECS / 1000 * 5 / 4;
+		backoff_msecs = (unsigned int)secs * 1000;
+		if (backoff_msecs > delay_msecs) {
+			delay_msecs = backoff_msecs;
+			account->last_error = i_strdup_printf(
+				"Backing off after %u failed connections "
+				"(before the bridge restarted)",
+				account->state.failures);
+			e_info(account->event, "%s - retrying in %u ms",
+			       account->last_error, delay_msecs);
+		}
+	}
+	if (delay_msecs > 0) {
+		/* the password's hash, for a reload before the connect */
+		(void)deltapush_bridge_account_password_hash(account, &error);
+		account->to_reconnect = timeout_add(delay_msecs,
+			deltapush_bridge_account_reconnect, account);
+	} else {
+		deltapush_bridge_account_connect(account);
+	}
+}
+
 struct deltapush_bridge_account *
 deltapush_bridge_account_init(struct deltapush_bridge *bridge,
-			      const struct deltapush_bridge_account_settings *set)
+			      const struct deltapush_bridge_account_settings *set,
+			      unsigned int delay_msecs, bool resume_backoff)
 {
 	struct deltapush_bridge_account *account;
 	const char *error;
+	pool_t pool;
 	int ret;
 
-	account = i_new(struct deltapush_bridge_account, 1);
+	pool = pool_alloconly_create("deltapush bridge account", 512);
+	account = p_new(pool, struct deltapush_bridge_account, 1);
+	account->pool = pool;
 	account->bridge = bridge;
-	account->set = set;
+	account->set = deltapush_bridge_account_settings_dup(pool, set);
 	account->event = event_create(bridge->event);
 	event_add_str(account->event, "bridge_account", set->name);
 	event_set_append_log_prefix(account->event, t_strdup_printf(
@@ -637,11 +717,56 @@ deltapush_bridge_account_init(struct deltapush_bridge *bridge,
 		   over as a new account */
 		e_error(account->event, "%s: starting over", error);
 	}
-	account->have_state = ret > 0;
 	T_BEGIN {
-		deltapush_bridge_account_connect(account);
+		deltapush_bridge_account_start(account, delay_msecs,
+					       resume_backoff);
 	} T_END;
 	return account;
+}
+
+const struct deltapush_bridge_account_settings *
+deltapush_bridge_account_get_settings(struct deltapush_bridge_account *account)
+{
+	return account->set;
+}
+
+bool deltapush_bridge_account_password_changed(
+	struct deltapush_bridge_account *account)
+{
+	unsigned char old_hash[SHA256_RESULTLEN];
+	bool old_hashed = account->password_hashed;
+	const char *error;
+
+	memcpy(old_hash, account->password_hash, sizeof(old_hash));
+	T_BEGIN {
+		(void)deltapush_bridge_account_password_hash(account, &error);
+	} T_END;
+	if (!old_hashed || !account->password_hashed)
+		return old_hashed != account->password_hashed;
+	return memcmp(old_hash, account->password_hash,
+		      sizeof(old_hash)) != 0;
+}
+
+int deltapush_bridge_account_forget(struct deltapush_bridge *bridge,
+				    const char *name, const char **error_r)
+{
+	struct deltapush_request request;
+	const char *const *fields, *path;
+
+	i_zero(&request);
+	request.type = DELTAPUSH_REQUEST_FORGET;
+	request.user = t_strconcat(DELTAPUSH_BRIDGE_USER_PREFIX, name, NULL);
+	if (deltapush_client_request(bridge->socket_path,
+				     bridge->service_timeout_msecs,
+				     bridge->event, &request, TRUE,
+				     &fields, error_r) < 0)
+		return -1;
+	path = t_strconcat(bridge->state_dir, "/", name, ".state", NULL);
+	if (unlink(path) < 0 && errno != ENOENT) {
+		*error_r = t_strdup_printf("unlink(%s) failed: %m", path);
+		return -1;
+	}
+	return 0;
 }
 
 void deltapush_bridge_account_status(struct deltapush_bridge_account *account,
@@ -649,7 +774,7 @@ void deltapush_bridge_account_status(struct deltapush_bridge_account *account,
 {
 	const char *state;
 
-	if (account->to_reconnect != NULL)
+	if (account->to_reconnect != NULL && account->state.failures > 0)
 		state = "backing_off";
 	else if (!account->selected)
 		state = "connecting";
@@ -678,5 +803,5 @@ void deltapush_bridge_account_deinit(struct deltapush_bridge_account **_account)
 	event_unref(&account->event);
 	i_free(account->last_error);
 	i_free(account->state_path);
-	i_free(account);
+	pool_unref(&account->pool);
 }

@@ -16,7 +16,7 @@
    a few tokens each fit many times over) */
 #define DELTAPUSH_BRIDGE_ACCOUNTS_MAX_SIZE (4 * 1024 * 1024)
 
-static bool deltapush_bridge_account_name_valid(const char *name)
+bool deltapush_bridge_account_name_valid(const char *name)
 {
 	const char *p;
 
@@ -230,6 +230,66 @@ int deltapush_bridge_accounts_read(
 		return -1;
 	}
 	return 0;
+}
+
+struct deltapush_bridge_account_settings *
+deltapush_bridge_account_settings_dup(
+	pool_t pool, const struct deltapush_bridge_account_settings *set)
+{
+	struct deltapush_bridge_account_settings *dest;
+	const char *token;
+
+	dest = p_new(pool, struct deltapush_bridge_account_settings, 1);
+	*dest = *set;
+	dest->name = p_strdup(pool, set->name);
+	dest->host = p_strdup(pool, set->host);
+	dest->ca_file = p_strdup(pool, set->ca_file);
+	dest->login = p_strdup(pool, set->login);
+	dest->password_file = p_strdup(pool, set->password_file);
+	dest->mailbox = p_strdup(pool, set->mailbox);
+	dest->local_user = p_strdup(pool, set->local_user);
+	p_array_init(&dest->tokens, pool, I_MAX(array_count(&set->tokens), 1));
+	array_foreach_elem(&set->tokens, token) {
+		token = p_strdup(pool, token);
+		array_push_back(&dest->tokens, &token);
+	}
+	return dest;
+}
+
+bool deltapush_bridge_account_settings_same_mailbox(
+	const struct deltapush_bridge_account_settings *set1,
+	const struct deltapush_bridge_account_settings *set2)
+{
+	return strcmp(set1->host, set2->host) == 0 &&
+		strcmp(set1->login, set2->login) == 0 &&
+		strcmp(set1->mailbox, set2->mailbox) == 0;
+}
+
+bool deltapush_bridge_account_settings_equal(
+	const struct deltapush_bridge_account_settings *set1,
+	const struct deltapush_bridge_account_settings *set2)
+{
+	const char *const *tokens1, *const *tokens2;
+	unsigned int i, count1, count2;
+
+	if (strcmp(set1->name, set2->name) != 0 ||
+	    !deltapush_bridge_account_settings_same_mailbox(set1, set2) ||
+	    set1->port != set2->port || set1->tls != set2->tls ||
+	    null_strcmp(set1->ca_file, set2->ca_file) != 0 ||
+	    strcmp(set1->password_file, set2->password_file) != 0 ||
+	    null_strcmp(set1->local_user, set2->local_user) != 0 ||
+	    set1->skip_auto_submitted != set2->skip_auto_submitted ||
+	    set1->poll_interval_msecs != set2->poll_interval_msecs)
+		return FALSE;
+	tokens1 = array_get(&set1->tokens, &count1);
+	tokens2 = array_get(&set2->tokens, &count2);
+	if (count1 != count2)
+		return FALSE;
+	for (i = 0; i < count1; i++) {
+		if (strcmp(tokens1[i], tokens2[i]) != 0)
+			return FALSE;
+	}
+	return TRUE;
 }
 
 const char *

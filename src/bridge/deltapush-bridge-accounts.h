@@ -62,6 +62,26 @@ int deltapush_bridge_accounts_read(
 	ARRAY_TYPE(deltapush_bridge_account_settings) *accounts_r,
 	const char **error_r);
 
+/* A copy of set allocated from pool */
+struct deltapush_bridge_account_settings *
+deltapush_bridge_account_settings_dup(
+	pool_t pool, const struct deltapush_bridge_account_settings *set);
+
+/* Whether two lines of the accounts file say the same (the password
+   file's name only: its content is the caller's to compare) */
+bool deltapush_bridge_account_settings_equal(
+	const struct deltapush_bridge_account_settings *set1,
+	const struct deltapush_bridge_account_settings *set2);
+
+/* Whether set2 watches the same remote mailbox as set1 (same host,
+   login and mailbox), so that its saved state still applies */
+bool deltapush_bridge_account_settings_same_mailbox(
+	const struct deltapush_bridge_account_settings *set1,
+	const struct deltapush_bridge_account_settings *set2);
+
+/* Whether name is a valid account name */
+bool deltapush_bridge_account_name_valid(const char *name);
+
 /* The service user whose tokens are an account's literal tokens */
 const char *
 deltapush_bridge_account_token_user(

@@ -15,24 +15,34 @@ int deltapush_bridge_state_read(const char *path,
 				struct deltapush_bridge_state *state_r,
 				const char **error_r)
 {
-	unsigned char buf[64];
+	unsigned char buf[128];
 	const char *const *fields;
+	unsigned int count;
+	int64_t until = 0;
 	size_t size;
 	int ret;
 
+	i_zero(state_r);
 	ret = deltapush_read_file(path, buf, sizeof(buf) - 1, &size, NULL,
 				  error_r);
 	if (ret <= 0)
 		return ret;
 	buf[size] = '\0';
 	fields = t_strsplit_spaces((const char *)buf, " \n");
-	if (str_array_length(fields) != 2 ||
+	count = str_array_length(fields);
+	if ((count != 2 && count != 5) ||
 	    str_to_uint32(fields[0], &state_r->uidvalidity) < 0 ||
 	    str_to_uint32(fields[1], &state_r->last_uid) < 0 ||
-	    state_r->uidvalidity == 0) {
+	    (count == 2 && state_r->uidvalidity == 0) ||
+	    (count == 5 &&
+	     (str_to_uint(fields[2], &state_r->failures) < 0 ||
+	      str_to_uint(fields[3], &state_r->retry_msecs) < 0 ||
+	      str_to_int64(fields[4], &until) < 0 || until < 0))) {
+		i_zero(state_r);
 		*error_r = t_strdup_printf("%s: Invalid contents", path);
 		return -1;
 	}
+	state_r->retry_until = (time_t)until;
 	return 1;
 }
 
@@ -44,8 +54,10 @@ int deltapush_bridge_state_write(const char *path,
 	const char *line;
 	int fd;
 
-	line = t_strdup_printf("%u %u\n", state->uidvalidity,
-			       state->last_uid);
+	line = t_strdup_printf("%u %u %u %u %lld\n", state->uidvalidity,
+			       state->last_uid, state->failures,
+			       state->retry_msecs,
+			       (long long)state->retry_until);
 	fd = open(temp_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	if (fd == -1) {
 		*error_r = t_strdup_printf("open(%s) failed: %m", temp_path);

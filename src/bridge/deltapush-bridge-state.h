@@ -1,14 +1,26 @@
 #ifndef DELTAPUSH_BRIDGE_STATE_H
 #define DELTAPUSH_BRIDGE_STATE_H
 
-/* What the bridge remembers of an account's mailbox between runs, so that
-   only mail that arrived since is new: one file per account in the
-   bridge's state directory, "<uidvalidity> <last uid>\n". */
+/* What the bridge remembers of an account between runs: one file per
+   account in the bridge's state directory,
+
+     <uidvalidity> <last uid> <failures> <retry msecs> <retry until>\n
+
+   so that only mail that arrived since is new, and so that an account
+   backing off (a refused login) is not tried again sooner because the
+   bridge restarted (as it does at every doveadm reload). Files of 0.2
+   have only the first two fields. */
 
 struct deltapush_bridge_state {
+	/* 0: the mailbox was never looked at */
 	uint32_t uidvalidity;
 	/* the highest UID looked at */
 	uint32_t last_uid;
+	/* connections that failed in a row, the backoff after the last
+	   and when it ends (unix time; 0 = not backing off) */
+	unsigned int failures;
+	unsigned int retry_msecs;
+	time_t retry_until;
 };
 
 /* Read the state at path. Returns 1 with state_r, 0 if there is none

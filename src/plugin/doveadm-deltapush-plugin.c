@@ -5,6 +5,8 @@
 #include "time-util.h"
 #include "istream.h"
 #include "strescape.h"
+#include "str-sanitize.h"
+#include "write-full.h"
 #include "doveadm.h"
 #include "doveadm-cmd.h"
 #include "doveadm-print.h"
@@ -455,12 +457,13 @@ static void cmd_deltapush_import_chatmail(struct doveadm_cmd_context *cctx)
 /* deltapush-bridge's status listener, in base_dir */
 #define DOVEADM_DELTAPUSH_BRIDGE_STATUS_SOCKET "deltapush-bridge-status"
 
-static void cmd_deltapush_bridge_status(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+/* Send the bridge a request (STATUS or RELOAD) and return a blocking
+   stream of its reply, or NULL (logged). */
+static struct istream *doveadm_deltapush_bridge_request(const char *request)
 {
 	const char *path = t_strconcat(doveadm_settings->base_dir, "/",
 		DOVEADM_DELTAPUSH_BRIDGE_STATUS_SOCKET, NULL);
-	const char *const *fields, *line;
-	struct istream *input;
+	const char *line = t_strconcat(request, "\n", NULL);
 	int fd;
 
 	fd = net_connect_unix(path);
@@ -468,19 +471,47 @@ static void cmd_deltapush_bridge_status(struct doveadm_cmd_context *cctx ATTR_UN
 		i_error("net_connect_unix(%s) failed: %m "
 			"(is service deltapush-bridge configured?)", path);
 		doveadm_exit_code = EX_TEMPFAIL;
-		return;
+		return NULL;
 	}
-	/* the bridge writes a line per account and closes */
 	net_set_nonblock(fd, FALSE);
-	input = i_stream_create_fd_autoclose(&fd, SIZE_MAX);
+	if (write_full(fd, line, strlen(line)) < 0) {
+		i_error("write(%s) failed: %m", path);
+		doveadm_exit_code = EX_TEMPFAIL;
+		i_close_fd(&fd);
+		return NULL;
+	}
+	return i_stream_create_fd_autoclose(&fd, SIZE_MAX);
+}
 
+static void
+doveadm_deltapush_bridge_read_failed(struct istream *input)
+{
+	if (input->stream_errno != 0) {
+		i_error("read(%s) failed: %s", i_stream_get_name(input),
+			i_stream_get_error(input));
+	} else {
+		i_error("The bridge closed the connection without an answer");
+	}
+	doveadm_exit_code = EX_TEMPFAIL;
+}
+
+static void cmd_deltapush_bridge_status(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+{
+	const char *const *fields, *line;
+	struct istream *input;
+
+	input = doveadm_deltapush_bridge_request("STATUS");
+	if (input == NULL)
+		return;
 	doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
 	doveadm_print_header_simple("account");
 	doveadm_print_header_simple("state");
 	doveadm_print_header_simple("last_trigger");
 	doveadm_print_header_simple("triggers");
 	doveadm_print_header_simple("last_error");
-	while ((line = i_stream_read_next_line(input)) != NULL) {
+	/* a line per account, then an empty line */
+	while ((line = i_stream_read_next_line(input)) != NULL &&
+	       line[0] != '\0') {
 		fields = t_strsplit_tabescaped(line);
 		if (str_array_length(fields) != 5)
 			continue;
@@ -491,8 +522,45 @@ static void cmd_deltapush_bridge_status(struct doveadm_cmd_context *cctx ATTR_UN
 		doveadm_print(fields[4]);
 		doveadm_print(fields[2]);
 	}
-	if (input->stream_errno != 0) {
-		i_error("read(%s) failed: %s", path, i_stream_get_error(input));
+	if (line == NULL)
+		doveadm_deltapush_bridge_read_failed(input);
+	i_stream_destroy(&input);
+}
+
+static void cmd_deltapush_bridge_reload(struct doveadm_cmd_context *cctx ATTR_UNUSED)
+{
+	static const char *const names[] = {
+		"kept", "added", "changed", "removed"
+	};
+	const char *const *fields, *line;
+	struct istream *input;
+	unsigned int i;
+
+	input = doveadm_deltapush_bridge_request("RELOAD");
+	if (input == NULL)
+		return;
+	line = i_stream_read_next_line(input);
+	if (line == NULL) {
+		doveadm_deltapush_bridge_read_failed(input);
+		i_stream_destroy(&input);
+		return;
+	}
+	fields = t_strsplit_tabescaped(line);
+	if (strcmp(fields[0], "OK") == 0 &&
+	    str_array_length(fields) == N_ELEMENTS(names) + 1) {
+		doveadm_print_init(DOVEADM_PRINT_TYPE_TABLE);
+		for (i = 0; i < N_ELEMENTS(names); i++)
+			doveadm_print_header_simple(names[i]);
+		for (i = 0; i < N_ELEMENTS(names); i++)
+			doveadm_print(fields[i + 1]);
+	} else if (strcmp(fields[0], "FAIL") == 0 && fields[1] != NULL) {
+		/* the accounts file is wrong: nothing was changed */
+		i_error("Reload refused, the bridge goes on with the accounts "
+			"it has: %s", fields[1]);
+		doveadm_exit_code = EX_DATAERR;
+	} else {
+		i_error("Invalid reply from the bridge: %s",
+			str_sanitize(line, 128));
 		doveadm_exit_code = EX_TEMPFAIL;
 	}
 	i_stream_destroy(&input);
@@ -543,6 +611,13 @@ DOVEADM_CMD_PARAMS_END
 	{
 		.name = "deltapush bridge status",
 		.cmd = cmd_deltapush_bridge_status,
+		.usage = "",
+DOVEADM_CMD_PARAMS_START
+DOVEADM_CMD_PARAMS_END
+	},
+	{
+		.name = "deltapush bridge reload",
+		.cmd = cmd_deltapush_bridge_reload,
 		.usage = "",
 DOVEADM_CMD_PARAMS_START
 DOVEADM_CMD_PARAMS_END
