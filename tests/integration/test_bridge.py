@@ -592,3 +592,208 @@ def test_bridge_broken_server_affects_no_other_account(remote, bridged, sink,
             if "bridge(broken)" in l)
     finally:
         server.close()
+
+
+# ---- applying changes: doveadm deltapush bridge reload, doveadm reload ----
+
+def remote_logins(remote, user, offset=0):
+    """Logins of user the remote logged since offset: one per IMAP
+    session the bridge opened."""
+    return remote.log_since(offset).count("Login: user=<%s>" % user)
+
+
+def remote_auth_failures(remote, user, offset=0):
+    return sum(1 for line in remote.log_since(offset).splitlines()
+               if "user=<%s>" % user in line and "auth failed" in line)
+
+
+def bridge_pids(bridge):
+    # comm is cut to 15 characters
+    return bridge.instance.children("deltapush-bridg")
+
+
+def bridge_reload(doveadm, bridge):
+    """doveadm deltapush bridge reload; the reply's counts as a dict"""
+    rows = doveadm.run_json(bridge.instance, "deltapush", "bridge", "reload")
+    assert len(rows) == 1, rows
+    return {k: int(v) for k, v in rows[0].items()}
+
+
+def test_bridge_reload_applies_changes_in_place(remote, bridged, sink,
+                                                doveadm):
+    """Unchanged accounts keep their remote session; an account whose
+    line or password file changed reconnects; a removed one is no longer
+    pushed (its literal tokens are forgotten); a new one starts."""
+    users = {n: new_user("rrl" + n) for n in
+             ("same", "tok", "pw", "gone", "new")}
+    tokens = {n: make_token() for n in users}
+    same = Account("same", users["same"], remote.imaps_port, ca=remote.ca,
+                   tokens=[tokens["same"]])
+    tok = Account("tok", users["tok"], remote.imaps_port, ca=remote.ca,
+                  tokens=[make_token()])
+    # backing off for a minute: only the changed password file helps
+    pw = Account("pw", users["pw"], remote.imaps_port, ca=remote.ca,
+                 password="wrong", tokens=[tokens["pw"]])
+    gone = Account("gone", users["gone"], remote.imaps_port, ca=remote.ca,
+                   tokens=[tokens["gone"]])
+    new = Account("new", users["new"], remote.imaps_port, ca=remote.ca,
+                  tokens=[tokens["new"]])
+    remote_offset = remote.log_size()
+    bridge = bridged([same, tok, pw, gone]).start()
+    for account in (same, tok, gone):
+        bridge.wait_watching(account)
+    bridge.wait_log(r"bridge\(pw\): Login .* - retrying in")
+    since = time.monotonic()
+    remote.deliver(users["gone"])
+    assert_push(sink, [tokens["gone"]], since)
+    assert doveadm.run_json(bridge.instance, "deltapush", "list", "-u",
+                            "bridge:gone")
+    pids = bridge_pids(bridge)
+    assert len(pids) == 1, pids
+
+    # every password file is written again, same's with the same content
+    tok.tokens = [tokens["tok"]]
+    pw.password = "pass"
+    bridge.accounts = [new, same, tok, pw]
+    bridge.write_accounts()
+    offset = bridge.instance.log_size()
+    assert bridge_reload(doveadm, bridge) == dict(
+        kept=1, added=1, changed=2, removed=1)
+    bridge.wait_log(r"Reloaded .*: kept 1, added 1, changed 2, removed 1 "
+                    r"accounts", offset)
+    for account in (new, tok, pw):
+        bridge.wait_watching(account, offset)
+    assert bridge_pids(bridge) == pids
+    assert "bridge(same)" not in bridge.instance.log_since(offset)
+
+    since = time.monotonic()
+    for name in ("same", "tok", "pw", "new", "gone"):
+        remote.deliver(users[name])
+    assert_push(sink, [tokens[n] for n in ("same", "tok", "pw", "new")],
+                since)
+    assert_no_push(sink, [tokens["gone"]], since, wait=1.0)
+    # one remote session for the unchanged account, a new one for the
+    # changed; the removed account's tokens are gone from the service
+    assert remote_logins(remote, users["same"], remote_offset) == 1
+    assert remote_logins(remote, users["tok"], remote_offset) == 2
+    assert remote_logins(remote, users["pw"], remote_offset) == 1
+    assert doveadm.run_json(bridge.instance, "deltapush", "list", "-u",
+                            "bridge:gone") == []
+    assert not os.path.exists(os.path.join(bridge.state_dir, "gone.state"))
+    rows = doveadm.run_json(bridge.instance, "deltapush", "bridge", "status")
+    assert sorted(r["account"] for r in rows) == ["new", "pw", "same", "tok"]
+
+
+def test_bridge_reload_refuses_bad_accounts_file(remote, bridged, sink,
+                                                 doveadm):
+    users = [new_user("rbf"), new_user("rbf")]
+    tokens = [make_token(), make_token()]
+    accounts = [Account("bf%d" % i, users[i], remote.imaps_port,
+                        ca=remote.ca, tokens=[tokens[i]]) for i in (0, 1)]
+    remote_offset = remote.log_size()
+    bridge = bridged(accounts).start()
+    for account in accounts:
+        bridge.wait_watching(account)
+    pids = bridge_pids(bridge)
+
+    bridge.accounts = accounts[:1]
+    bridge.write_accounts()
+    with open(bridge.accounts_file, "a") as f:
+        f.write("third host=127.0.0.1 colour=red\n")
+    offset = bridge.instance.log_size()
+    result = doveadm.run(bridge.instance, "deltapush", "bridge", "reload")
+    assert result.returncode != 0, result
+    # the accounts file's line 3 (a comment, then bf0)
+    assert "line 3: Unknown key 'colour'" in result.stderr, result.stderr
+    assert "Reload refused" in result.stderr, result.stderr
+    assert "Reloaded" not in bridge.instance.log_since(offset)
+
+    # a request the listener doesn't know closes only that connection
+    status_socket = os.path.join(bridge.instance.base_dir,
+                                 "deltapush-bridge-status")
+    with socket.socket(socket.AF_UNIX) as s:
+        s.settimeout(10)
+        s.connect(status_socket)
+        s.sendall(b"RELOAD NOW\n")
+        assert s.recv(4096) == b""
+
+    since = time.monotonic()
+    for user in users:
+        remote.deliver(user)
+    assert_push(sink, tokens, since)
+    assert bridge_pids(bridge) == pids
+    for user in users:
+        assert remote_logins(remote, user, remote_offset) == 1
+    rows = doveadm.run_json(bridge.instance, "deltapush", "bridge", "status")
+    assert sorted(r["account"] for r in rows) == ["bf0", "bf1"]
+
+
+def test_bridge_backoff_survives_dovecot_reload(remote, bridged, sink,
+                                                doveadm):
+    """doveadm reload replaces the bridge process: an account whose login
+    was refused is not tried again by the new one before its backoff
+    ends."""
+    ok_user, bad_user = new_user("rbk"), new_user("rbkbad")
+    ok_token = make_token()
+    ok = Account("steady", ok_user, remote.imaps_port, ca=remote.ca,
+                 tokens=[ok_token])
+    bad = Account("refused", bad_user, remote.imaps_port, ca=remote.ca,
+                  password="wrong", tokens=[make_token()])
+    remote_offset = remote.log_size()
+    bridge = bridged([ok, bad]).start()
+    bridge.wait_watching(ok)
+    bridge.wait_log(r"bridge\(refused\): Login .* - retrying in")
+    assert wait_until(lambda: remote_auth_failures(
+        remote, bad_user, remote_offset) == 1, 10), \
+        remote.log_since(remote_offset)
+    old_pids = bridge_pids(bridge)
+
+    offset = bridge.instance.log_size()
+    result = bridge.instance.doveadm("reload")
+    assert result.returncode == 0, result
+    assert wait_until(lambda: bridge_pids(bridge) and
+                      bridge_pids(bridge) != old_pids, 10), \
+        bridge.instance.log_tail()
+    # the new process reconnects the other account and pushes for it ...
+    bridge.wait_watching(ok, offset)
+    since = time.monotonic()
+    remote.deliver(ok_user)
+    assert_push(sink, [ok_token], since)
+    # ... but leaves the refused login alone (the remote logs a refused
+    # login when the client gives up, after its 2 s auth_failure_delay)
+    assert not wait_until(lambda: remote_auth_failures(
+        remote, bad_user, remote_offset) > 1, 5.0), \
+        remote.log_since(remote_offset)
+    bridge.wait_log(r"bridge\(refused\): Backing off after 1 failed "
+                    r"connections \(before the bridge restarted\) - "
+                    r"retrying in \d+ ms", offset)
+    rows = {r["account"]: r for r in doveadm.run_json(
+        bridge.instance, "deltapush", "bridge", "status")}
+    assert rows["refused"]["state"] == "backing_off", rows
+
+
+def test_bridge_forgets_accounts_removed_while_stopped(remote, bridged, sink,
+                                                       doveadm):
+    user, token = new_user("rrm"), make_token()
+    old = Account("removed", user, remote.imaps_port, ca=remote.ca,
+                  tokens=[token])
+    keep = Account("kept", new_user("rrk"), remote.imaps_port, ca=remote.ca,
+                   tokens=[make_token()])
+    bridge = bridged([old, keep]).start()
+    bridge.wait_watching(old)
+    since = time.monotonic()
+    remote.deliver(user)
+    assert_push(sink, [token], since)
+    bridge.stop()
+    bridge.accounts = [keep]
+    bridge.write_accounts()
+    offset = bridge.instance.log_size()
+    bridge.start()
+    bridge.wait_log(r"Account removed is no longer in .*: forgetting its "
+                    r"tokens", offset)
+    bridge.wait_watching(keep, offset)
+    assert doveadm.run_json(bridge.instance, "deltapush", "list", "-u",
+                            "bridge:removed") == []
+    assert not os.path.exists(os.path.join(bridge.state_dir,
+                                           "removed.state"))
+    assert os.path.exists(os.path.join(bridge.state_dir, "kept.state"))
