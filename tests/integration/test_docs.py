@@ -56,3 +56,17 @@ def test_no_unknown_setting_is_documented():
                     or name == "deltapush_trigger":
                 continue  # module and event names, not settings
             assert name in known, "%s is documented but not read" % name
+
+
+def test_every_doveadm_command_is_documented():
+    commands = re.findall(r'\.name = "(deltapush [a-z -]+)"',
+                          _read("src", "plugin",
+                                "doveadm-deltapush-plugin.c"))
+    assert "deltapush bridge reload" in commands, commands
+    man = _read("docs", "deltapush.7").replace("\\-", "-")
+    missing = ["doveadm %s in %s" % (command, doc)
+               for command in commands
+               for doc, text in (("README", _read("README")),
+                                 ("docs/deltapush.7", man))
+               if "doveadm " + command not in text]
+    assert not missing, "undocumented commands: " + ", ".join(missing)

@@ -115,6 +115,9 @@ db_existed=no
 ls $db_glob* >/dev/null 2>&1 && db_existed=yes
 db_dir_existed=no
 [ -d $db_dir ] && db_dir_existed=yes
+bridge_dir=/var/lib/dovecot/deltapush-bridge
+bridge_dir_existed=no
+[ -d $bridge_dir ] && bridge_dir_existed=yes
 # Dovecot's own runtime and state files, to be removed again if the test
 # is the first to run the system Dovecot here.
 run_dir_existed=no
@@ -144,6 +147,7 @@ cleanup() {
 	[ "$user_created" = yes ] && userdel -r "$test_user" >/dev/null 2>&1
 	[ "$db_existed" = no ] && rm -f "$db_glob" "$db_glob-wal" "$db_glob-shm"
 	[ "$db_dir_existed" = no ] && rmdir $db_dir 2>/dev/null
+	[ "$bridge_dir_existed" = no ] && rmdir $bridge_dir 2>/dev/null
 	if ! master_pid >/dev/null; then
 		[ $run_dir_existed = no ] && rm -rf /run/dovecot
 		[ $instances_existed = no ] && rm -f /var/lib/dovecot/instances
@@ -307,6 +311,8 @@ check "90-deltapush.conf is a conffile" \
 		grep -q '^ /etc/dovecot/conf.d/90-deltapush.conf '"
 check "no libtool archives installed" \
 	sh -c "! grep -q '\\.la\$' '$work/files'"
+check "the bridge's state directory belongs to the internal user" \
+	sh -c "[ \"\$(stat -c '%U %a' $bridge_dir)\" = 'dovecot 700' ]"
 if [ $dovecot24 = yes ]; then
 	check "$settings_conf is a conffile" \
 		sh -c "dpkg-query -W -f='\${Conffiles}' $pkg |
