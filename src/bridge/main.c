@@ -304,6 +304,8 @@ main_init(const ARRAY_TYPE(deltapush_bridge_account_settings) *accounts)
 	unsigned int spread, delay;
 	bool first = TRUE;
 
+	/* backoffs saved by the last run end at wall-clock times */
+	io_loop_time_refresh();
 	bridge_status_clients =
 		connection_list_init(&deltapush_bridge_status_set,
 				     &deltapush_bridge_status_vfuncs);
