@@ -427,9 +427,10 @@ def test_bridge_uidvalidity_change_starts_over_without_pushes(remote, bridged,
     # as if the mailbox had been recreated: the old UIDs mean nothing
     state_path = os.path.join(bridge.state_dir, "uidv.state")
     with open(state_path) as f:
-        uidvalidity, last_uid = map(int, f.read().split())
+        uidvalidity, last_uid, failures, _, _ = map(int, f.read().split())
+    assert failures == 0
     with open(state_path, "w") as f:
-        f.write("%d 0\n" % (uidvalidity + 1))
+        f.write("%d 0 0 0 0\n" % (uidvalidity + 1))
     remote.deliver(user)
     since = time.monotonic()
     offset = bridge.instance.log_size()
@@ -446,7 +447,8 @@ def test_bridge_uidvalidity_change_starts_over_without_pushes(remote, bridged,
         with open(state_path) as f:
             return f.read()
     # written once the service took the NOTIFY
-    assert wait_until(lambda: state() == "%d 3\n" % uidvalidity, 10), \
+    assert wait_until(lambda: state() == "%d 3 0 0 0\n" % uidvalidity,
+                      10), \
         state()
 
 
@@ -598,8 +600,10 @@ def test_bridge_broken_server_affects_no_other_account(remote, bridged, sink,
 
 def remote_logins(remote, user, offset=0):
     """Logins of user the remote logged since offset: one per IMAP
-    session the bridge opened."""
-    return remote.log_since(offset).count("Login: user=<%s>" % user)
+    session the bridge opened (2.3 logs "Login:", 2.4 "Logged in:")."""
+    return len(re.findall(r"imap-login: Info: (?:Login|Logged in): "
+                          r"user=<%s>" % re.escape(user),
+                          remote.log_since(offset)))
 
 
 def remote_auth_failures(remote, user, offset=0):
@@ -764,9 +768,13 @@ def test_bridge_backoff_survives_dovecot_reload(remote, bridged, sink,
     assert not wait_until(lambda: remote_auth_failures(
         remote, bad_user, remote_offset) > 1, 5.0), \
         remote.log_since(remote_offset)
-    bridge.wait_log(r"bridge\(refused\): Backing off after 1 failed "
-                    r"connections \(before the bridge restarted\) - "
-                    r"retrying in \d+ ms", offset)
+    text = bridge.wait_log(r"bridge\(refused\): Backing off after 1 failed "
+                           r"connections \(before the bridge restarted\) - "
+                           r"retrying in \d+ ms", offset)
+    # what is left of the first backoff (a minute +-25%)
+    left = int(re.search(r"bridge\(refused\): Backing off .* retrying in "
+                         r"(\d+) ms", text).group(1))
+    assert 0 < left <= 75000, left
     rows = {r["account"]: r for r in doveadm.run_json(
         bridge.instance, "deltapush", "bridge", "status")}
     assert rows["refused"]["state"] == "backing_off", rows
