@@ -28,7 +28,7 @@ deltapush_install_deps() {
 	# Debian starts the system Dovecot (coturn, nginx) on install; the tests
 	# run their own on loopback.
 	if command -v systemctl >/dev/null 2>&1; then
-		systemctl disable --now dovecot coturn nginx >/dev/null 2>		systemctl disable --now dovecot coturn >/dev/null 2>&1 || true1 || true
+		systemctl disable --now dovecot coturn nginx >/dev/null 2>&1 || true
 	fi
 }
 
