@@ -20,10 +20,20 @@ integration harness (tests/integration):
 
     DELTAPUSH_STAGE=build/stage python3 bench/bridge.py [N] [M]
 
+Memory: the RSS above is taken again, in fresh bridges on the same
+remote, with N and with N/10 accounts (the difference is the cost of
+one account), R rounds (default 2) of each. With --compare BINARY (a
+deltapush-bridge built from other sources, e.g. before a change) the
+rounds alternate between that binary and the staged one, so that both
+see the same machine load:
+
+    python3 bench/bridge.py [--compare BINARY] [--rounds R] [N] [M]
+
 Prints the figures; no assertion (targets: p99 <= 1 s plus the remote's
 own delay, idle CPU ~ 0, RSS <= 64 MiB, reconnect <= 60 s).
 """
 
+import argparse
 import os
 import random
 import re
@@ -45,6 +55,21 @@ from pki import make_pki  # noqa: E402
 from test_bridge import Account, Bridged, Remote  # noqa: E402
 
 
+class BenchBridged(Bridged):
+    """Bridged, optionally with another deltapush-bridge binary."""
+
+    def __init__(self, *args, binary=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.binary = binary
+
+    def config(self):
+        text = super().config()
+        if self.binary is None:
+            return text
+        return re.sub(r"(\n  executable = )\S+",
+                      lambda m: m.group(1) + self.binary, text, count=1)
+
+
 def remote_config(accounts):
     """imap processes that serve many connections each, logins too."""
     restart = "restart_request_count = unlimited" if DOVECOT_24 \
@@ -58,8 +83,10 @@ def remote_config(accounts):
                accounts * 2 + 100))
 
 
-def bridge_pid(instance):
-    pids = instance.children("deltapush-bridg")
+def bridge_pid(bridge):
+    # the process name is the binary's, cut to 15 characters
+    name = os.path.basename(bridge.binary or "deltapush-bridge")[:15]
+    pids = bridge.instance.children(name)
     return pids[0] if pids else None
 
 
@@ -72,6 +99,65 @@ def cpu_ticks(pid):
 def watching_count(instance, offset):
     return len(set(re.findall(r"bridge\((b\d+)\): Watching INBOX",
                               instance.log_since(offset))))
+
+
+def memory_kib(pid):
+    """VmRSS, and its anonymous (heap) and file-backed parts, in KiB"""
+    return (proc_kib(pid, "VmRSS"), proc_kib(pid, "RssAnon"),
+            proc_kib(pid, "RssFile"))
+
+
+def idle_figures(bridge, n, offset=0):
+    """Waits until all n accounts watch, then returns (seconds until
+    then, RSS figures, CPU seconds in 10 s of idling)."""
+    start = time.monotonic()
+    assert wait_until(lambda: watching_count(bridge.instance, offset) == n,
+                      300, interval=0.5), watching_count(bridge.instance,
+                                                         offset)
+    startup = time.monotonic() - start
+    pid = bridge_pid(bridge)
+    time.sleep(2)
+    ticks = cpu_ticks(pid)
+    time.sleep(10)
+    idle_cpu = (cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK")
+    return startup, memory_kib(pid), idle_cpu
+
+
+def memory_rounds(factory, sink, accounts, binaries, rounds):
+    """RSS with all accounts and with a tenth of them, alternating the
+    binaries; returns {binary: {count: [(rss, anon, file), ...]}}"""
+    counts = (len(accounts), max(1, len(accounts) // 10))
+    result = {b: {c: [] for c in counts} for b in binaries}
+    for _ in range(rounds):
+        for count in counts:
+            for binary in binaries:
+                bridge = BenchBridged(factory, sink, accounts[:count],
+                                      binary=binary)
+                try:
+                    bridge.start()
+                    _, mem, _ = idle_figures(bridge, count)
+                finally:
+                    bridge.instance.cleanup()
+                result[binary][count].append(mem)
+                print("  %s, %d accounts: RSS %.1f MiB (anon %.1f, "
+                      "file %.1f)" % (binary or "staged", count,
+                                      mem[0] / 1024, mem[1] / 1024,
+                                      mem[2] / 1024), flush=True)
+    return result
+
+
+def print_memory(result, rounds):
+    for binary, by_count in result.items():
+        (big, big_mems), (small, small_mems) = sorted(
+            by_count.items(), reverse=True)
+        rss = statistics.median(m[0] for m in big_mems)
+        anon = statistics.median(m[1] for m in big_mems)
+        small_rss = statistics.median(m[0] for m in small_mems)
+        print("%s: RSS with %d accounts %.1f MiB (anon %.1f MiB), with "
+              "%d %.1f MiB: %.0f bytes per account (median of %d)"
+              % (binary or "staged bridge", big, rss / 1024, anon / 1024,
+                 small, small_rss / 1024,
+                 (rss - small_rss) * 1024 / (big - small), rounds))
 
 
 def percentile(values, p):
@@ -106,8 +192,15 @@ def idle_delay(remote, pki, user, deliveries):
 
 
 def main():
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
-    m = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    parser = argparse.ArgumentParser()
+    parser.add_argument("accounts", type=int, nargs="?", default=1000)
+    parser.add_argument("deliveries", type=int, nargs="?", default=200)
+    parser.add_argument("--compare", metavar="BINARY",
+                        help="another deltapush-bridge for the memory "
+                        "rounds")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    n, m = args.accounts, args.deliveries
     stage = find_stage_files(os.environ["DELTAPUSH_STAGE"])
     pki = make_pki()
     sink = Sink()
@@ -127,20 +220,11 @@ def main():
     tokens = [make_token(64) for _ in range(n)]
     accounts = [Account("b%d" % i, users[i], remote.imaps_port, ca=remote.ca,
                         tokens=[tokens[i]]) for i in range(n)]
-    bridge = Bridged(factory, sink, accounts)
+    bridge = BenchBridged(factory, sink, accounts)
     try:
-        start = time.monotonic()
         bridge.start()
-        assert wait_until(lambda: watching_count(bridge.instance, 0) == n,
-                          300, interval=0.5), watching_count(bridge.instance, 0)
-        startup = time.monotonic() - start
-        pid = bridge_pid(bridge.instance)
-
-        time.sleep(2)
-        ticks = cpu_ticks(pid)
-        time.sleep(10)
-        idle_cpu = (cpu_ticks(pid) - ticks) / os.sysconf("SC_CLK_TCK")
-        rss = proc_kib(pid, "VmRSS")
+        startup, mem, idle_cpu = idle_figures(bridge, n)
+        rss = mem[0]
 
         latencies = []
         for _ in range(m):
@@ -160,11 +244,18 @@ def main():
         assert wait_until(lambda: watching_count(bridge.instance, offset) == n,
                           600, interval=0.5)
         reconnect = time.monotonic() - up
+        bridge.instance.cleanup()
+
+        binaries = [None] if args.compare is None else \
+            [os.path.abspath(args.compare), None]
+        memory = memory_rounds(factory, sink, accounts, binaries,
+                               args.rounds)
 
         print("Dovecot %s, %d accounts, %d deliveries" % (
             ".".join(map(str, DOVECOT_VERSION)), n, m))
         print("all watching after start: %.1f s" % startup)
-        print("bridge RSS: %.1f MiB" % (rss / 1024))
+        print("bridge RSS: %.1f MiB (anon %.1f MiB, file %.1f MiB)"
+              % (rss / 1024, mem[1] / 1024, mem[2] / 1024))
         print("bridge CPU while idle: %.2f s in 10 s" % idle_cpu)
         print("new mail -> push: p50 %.1f ms, p99 %.1f ms" % (
             statistics.median(latencies), percentile(latencies, 99)))
@@ -172,6 +263,7 @@ def main():
             statistics.median(own), percentile(own, 99)))
         print("all watching again after the remote restarted: %.1f s"
               % reconnect)
+        print_memory(memory, args.rounds)
     finally:
         bridge.instance.cleanup()
         remote.cleanup()
