@@ -15,8 +15,10 @@
 
 struct deltapush_bridge_imapc {
 	struct imapc_client *client;
-	struct event *event;
 #if DOVECOT_PREREQ(2, 4, 0)
+	/* a child of the account's event, with the settings instance of
+	   the account's imapc_* overrides */
+	struct event *event;
 	struct settings_instance *set_instance;
 #endif
 };
@@ -102,9 +104,6 @@ int deltapush_bridge_imapc_init(const struct deltapush_bridge *bridge,
 	struct ssl_iostream_context *ssl_ctx;
 	const char *error;
 
-	imapc = i_new(struct deltapush_bridge_imapc, 1);
-	imapc->event = event_create(event);
-
 	i_zero(&imapc_set);
 	imapc_set.host = set->host;
 	imapc_set.port = set->port;
@@ -134,12 +133,13 @@ int deltapush_bridge_imapc_init(const struct deltapush_bridge *bridge,
 	if (ssl_iostream_client_context_cache_get(&imapc_set.ssl_set,
 						  &ssl_ctx, &error) < 0) {
 		*error_r = t_strdup_printf("TLS setup failed: %s", error);
-		event_unref(&imapc->event);
-		i_free(imapc);
 		return -1;
 	}
 	ssl_iostream_context_unref(&ssl_ctx);
-	imapc->client = imapc_client_init(&imapc_set, imapc->event);
+	/* imapc makes a child event of its own: none in between, an event
+	   costs a 1 kB pool per account */
+	imapc = i_new(struct deltapush_bridge_imapc, 1);
+	imapc->client = imapc_client_init(&imapc_set, event);
 	*imapc_r = imapc;
 	return 0;
 }
@@ -160,7 +160,7 @@ void deltapush_bridge_imapc_deinit(struct deltapush_bridge_imapc **_imapc)
 #if DOVECOT_PREREQ(2, 4, 0)
 	event_set_ptr(imapc->event, SETTINGS_EVENT_INSTANCE, NULL);
 	settings_instance_free(&imapc->set_instance);
-#endif
 	event_unref(&imapc->event);
+#endif
 	i_free(imapc);
 }
