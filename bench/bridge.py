@@ -29,6 +29,11 @@ see the same machine load:
 
     python3 bench/bridge.py [--compare BINARY] [--rounds R] [N] [M]
 
+--wrap "heaptrack -o DIR/bridge" runs the first bridge (the one the
+latency and reconnect figures come from, which suffer from it) under a
+profiler; heaptrack_print --print-peaks DIR/bridge.zst then shows where
+the memory of the idling accounts was allocated (it peaks there).
+
 Prints the figures; no assertion (targets: p99 <= 1 s plus the remote's
 own delay, idle CPU ~ 0, RSS <= 64 MiB, reconnect <= 60 s).
 """
@@ -37,6 +42,7 @@ import argparse
 import os
 import random
 import re
+import shutil
 import socket
 import ssl
 import statistics
@@ -58,16 +64,23 @@ from test_bridge import Account, Bridged, Remote  # noqa: E402
 class BenchBridged(Bridged):
     """Bridged, optionally with another deltapush-bridge binary."""
 
-    def __init__(self, *args, binary=None, **kwargs):
+    def __init__(self, *args, binary=None, wrap=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.binary = binary
+        self.wrap = wrap
 
     def config(self):
         text = super().config()
-        if self.binary is None:
-            return text
-        return re.sub(r"(\n  executable = )\S+",
-                      lambda m: m.group(1) + self.binary, text, count=1)
+        if self.binary is not None:
+            text = re.sub(r"(\n  executable = )\S+",
+                          lambda m: m.group(1) + self.binary, text, count=1)
+        if self.wrap is not None:
+            # the master wants an absolute path
+            words = self.wrap.split()
+            words[0] = shutil.which(words[0]) or words[0]
+            text = text.replace("\n  executable = ",
+                                "\n  executable = %s " % " ".join(words), 1)
+        return text
 
 
 def remote_config(accounts):
@@ -86,6 +99,9 @@ def remote_config(accounts):
 def bridge_pid(bridge):
     # the process name is the binary's, cut to 15 characters
     name = os.path.basename(bridge.binary or "deltapush-bridge")[:15]
+    if bridge.wrap is not None:
+        # the profiler's process is the master's child
+        name = os.path.basename(bridge.wrap.split()[0])[:15]
     pids = bridge.instance.children(name)
     return pids[0] if pids else None
 
@@ -199,6 +215,8 @@ def main():
                         help="another deltapush-bridge for the memory "
                         "rounds")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--wrap", metavar="COMMAND",
+                        help="run the first bridge under COMMAND")
     args = parser.parse_args()
     n, m = args.accounts, args.deliveries
     stage = find_stage_files(os.environ["DELTAPUSH_STAGE"])
@@ -220,7 +238,7 @@ def main():
     tokens = [make_token(64) for _ in range(n)]
     accounts = [Account("b%d" % i, users[i], remote.imaps_port, ca=remote.ca,
                         tokens=[tokens[i]]) for i in range(n)]
-    bridge = BenchBridged(factory, sink, accounts)
+    bridge = BenchBridged(factory, sink, accounts, wrap=args.wrap)
     try:
         bridge.start()
         startup, mem, idle_cpu = idle_figures(bridge, n)
