@@ -215,6 +215,9 @@ def main():
                         help="another deltapush-bridge for the memory "
                         "rounds")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--config", metavar="TEXT", default="",
+                        help="more settings for the local Dovecot, e.g. "
+                        "\"ssl_curve_list = X25519:prime256v1\"")
     parser.add_argument("--wrap", metavar="COMMAND",
                         help="run the first bridge under COMMAND")
     args = parser.parse_args()
@@ -230,6 +233,8 @@ def main():
     def factory(sink=None, settings=None, start=True):
         instance = DovecotInstance(stage_files=stage, notify_url=sink.url,
                                    plugin_settings={"deltapush_debounce": "0"})
+        if args.config:
+            instance.extra_config += args.config + "\n"
         if start:
             instance.start()
         return instance
