@@ -222,6 +222,8 @@ def main():
                         help="run the first bridge under COMMAND")
     args = parser.parse_args()
     n, m = args.accounts, args.deliveries
+    if n < 2:
+        parser.error("at least 2 accounts")
     stage = find_stage_files(os.environ["DELTAPUSH_STAGE"])
     pki = make_pki()
     sink = Sink()
