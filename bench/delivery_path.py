@@ -62,6 +62,8 @@ CONFIGS = {
     "n": "deltapush, driver skips the mailbox (no NOTIFY)",
     "c": "deltapush, default window",
     "c0": "deltapush, debounce 0",
+    "cW": "deltapush, default window, 1500 registrations of others before (WAL wrapped)",
+    "c0W": "deltapush, debounce 0, 1500 registrations of others before (WAL wrapped)",
     "cN": "deltapush, default window, deltapush_fsync = never",
     "c0N": "deltapush, debounce 0, deltapush_fsync = never",
 }
@@ -95,6 +97,16 @@ def start(names, stage, sink, users, tokens):
         for i, u in enumerate(users):
             lm.send(SENDER, u, make_message(SENDER, u, i))
         lm.close()
+        if name.endswith("W"):
+            # past the first WAL checkpoint, SQLite writes its frames over
+            # the old ones instead of growing the file: registrations of
+            # other users, so that the mailboxes stay as in the others
+            with dc.service() as sc:
+                for i in range(1500):
+                    r = sc.request("REGISTER", "wal%04d@example.org" % i,
+                                   make_token(100000 + i))
+                    if not r or r[0] != b"OK":
+                        raise RuntimeError("REGISTER: %r" % (r,))
     return instances
 
 
@@ -246,6 +258,61 @@ def cmd_strace(args, stage):
         print("| %s | %s | %.2f | %.3f |" % (key[0], key[1],
                                              calls[key] / len(t),
                                              ms / len(t)))
+
+
+def cmd_pair(args, stage):
+    """One instance per config, one lmtp process each: every user gets its
+    messages alternately into INBOX (a NOTIFY in deltapush configs) and,
+    by the +detail address, into the mailbox Other (deltapush_mailboxes
+    leaves it out: no NOTIFY), the order alternating. The pairs share the
+    process, its CPU and the moment, so their difference is the NOTIFY
+    alone; config a (no push) gives the difference between the two
+    mailboxes without push."""
+    names = args.configs.split(",")
+    users = [bench.user_name(i) for i in range(args.users)]
+    tokens = {u: make_token(i) for i, u in enumerate(users)}
+    sink = Sink()
+    instances = {}
+    inbox = {n: [] for n in names}
+    other = {n: [] for n in names}
+    load0 = open("/proc/loadavg").read().split()[:3]
+    try:
+        instances = start(names, stage, sink, users, tokens)
+        conns = {n: Lmtp(instances[n].lmtp_port) for n in names}
+        for n in names:
+            for u in users:
+                conns[n].send(SENDER, u.replace("@", "+Other@"),
+                              make_message(SENDER, u, 0))
+        for i in range(args.count):
+            u = users[i % len(users)]
+            k = i % len(names)
+            for n in names[k:] + names[:k]:
+                order = [(inbox, u), (other, u.replace("@", "+Other@"))]
+                if (i // len(users)) % 2:
+                    order.reverse()
+                for acc, rcpt in order:
+                    t0, t1 = conns[n].send(SENDER, rcpt, make_message(
+                        SENDER, rcpt, 100000 + i))
+                    acc[n].append((t1 - t0) / 1e6)
+        for c in conns.values():
+            c.close()
+    finally:
+        for dc in instances.values():
+            dc.cleanup()
+        sink.stop()
+    load1 = open("/proc/loadavg").read().split()[:3]
+    print("| config | pairs | INBOX p50 ms | Other p50 ms | INBOX - Other, "
+          "p50 difference | median of per-pair differences |")
+    print("|---|---|---|---|---|---|")
+    for n in names:
+        diffs = [x - y for x, y in zip(inbox[n], other[n])]
+        print("| %s %s | %d | %.3f | %.3f | %+.3f | %+.3f |"
+              % (n, CONFIGS[n], len(diffs), bench.pct(inbox[n], 50),
+                 bench.pct(other[n], 50),
+                 bench.pct(inbox[n], 50) - bench.pct(other[n], 50),
+                 statistics.median(diffs)))
+    print("load average: before %s, after %s" % (" ".join(load0),
+                                                 " ".join(load1)))
 
 
 PERF = re.compile(r"^\s*([\d.]+) \(\s*([\d.]+) ms\): (\S+?)/(\d+) "
@@ -419,6 +486,9 @@ def main():
     s = sub.add_parser("seq")
     s.add_argument("--configs", default="a,p,n,c,c0")
     s.add_argument("--count", type=int, default=500)
+    s = sub.add_parser("pair")
+    s.add_argument("--configs", default="a,c,c0")
+    s.add_argument("--count", type=int, default=1000)
     s = sub.add_parser("strace")
     s.add_argument("config", choices=sorted(CONFIGS))
     s.add_argument("--count", type=int, default=200)
@@ -434,7 +504,7 @@ def main():
     s.add_argument("--workers", type=int, default=4)
     args = ap.parse_args()
     stage = benchlib.find_stage_files(args.stage)
-    {"seq": cmd_seq, "strace": cmd_strace, "trace": cmd_trace,
+    {"seq": cmd_seq, "pair": cmd_pair, "strace": cmd_strace, "trace": cmd_trace,
      "login": cmd_login}[args.cmd](
         args, stage)
     return 0
