@@ -65,12 +65,15 @@ CONFIGS = {
     "cW": "deltapush, default window, 1500 registrations of others before (WAL wrapped)",
     "c0W": "deltapush, debounce 0, 1500 registrations of others before (WAL wrapped)",
     "cN": "deltapush, default window, deltapush_fsync = never",
+    "cS": "deltapush, default window, deltapush_skip_self = no",
+    "a2": "no push plugins (a second, identical instance)",
+    "c2": "deltapush, default window (a second, identical instance)",
     "c0N": "deltapush, debounce 0, deltapush_fsync = never",
 }
 
 
 def make_instance(name, stage, sink):
-    if name == "a":
+    if name in ("a", "a2"):
         return Plain(False)
     if name == "p":
         return Plain(True)
@@ -79,6 +82,8 @@ def make_instance(name, stage, sink):
         plugin["deltapush_mailboxes"] = "NoSuchMailbox"
     if name.startswith("c0"):
         plugin["deltapush_debounce"] = "0"
+    if name.endswith("S"):
+        plugin["deltapush_skip_self"] = "no"
     if name.endswith("N"):
         plugin["deltapush_fsync"] = "never"
     return Dovecot("deltapush", stage, sink.push_url("/notify"), plugin)
