@@ -32,13 +32,13 @@ OX_KEY = "/private/vendor/vendor.dovecot/http-notify"
 TOKEN_KEY = "/private/devicetoken"
 
 FULL = dict(users=50, messages=1000, runs=3, sessions=4, sequential=500,
-            seq_rounds=5, login_sessions=100, login_rounds=3,
+            login_sessions=100, login_rounds=3,
             login_workers=4, sender_tokens=50000, sender_runs=3,
             sender_e2e_tokens=20000,
             scale_users=1000000, scale_samples=2000, coalesce_messages=1000,
             coalesce_secs=10.0, coalesce_debounce=None)
 SMOKE = dict(users=10, messages=200, runs=1, sessions=2, sequential=20,
-             seq_rounds=2, login_sessions=40, login_rounds=2,
+             login_sessions=40, login_rounds=2,
              login_workers=2, sender_tokens=2000, sender_runs=2,
              sender_e2e_tokens=1000,
              scale_users=10000, scale_samples=200, coalesce_messages=50,
@@ -398,71 +398,69 @@ def delivery_run(cfg, stage, sink, sizes, tokens):
     return result
 
 
-def sequential_run(cfg, dc, sink, users, tokens, count, first=0):
-    """Messages one at a time over one LMTP connection: time from MAIL FROM
-    to the 250 after DATA, and from that 250 to the push at the sink."""
-    lm = Lmtp(dc.lmtp_port)
-    times = []
-    lat = []
-    missing = 0
-    for i in range(first, first + count):
-        u = users[i % len(users)]
-        msg = make_message(SENDER, u, 100000 + i)
-        before = sink.count()
-        t0, t1 = lm.send(SENDER, u, msg)
-        times.append((t1 - t0) / 1e6)
-        if cfg.pushes_per_msg:
-            # The other instances share the sink: (c)'s trailing pushes
-            # may arrive in between, so look for this user's push
-            want = u if cfg.kind == "ox" else token_key(tokens[u])
-            rec = None
-            deadline = time.monotonic() + 5
-            seen = before
-            while rec is None and time.monotonic() < deadline:
-                if sink.wait_count(seen + 1, deadline - time.monotonic()) \
-                        <= seen:
-                    break
-                for r in sink.since(seen):
-                    if r[4] == want:
-                        rec = r
-                        break
-                seen = sink.count()
-            if rec is None:
-                missing += 1
-                continue
-            lat.append((rec[0] - t1) / 1e6)
-    lm.close()
-    return dict(seq_times=times, latencies=lat, lat_missing=missing)
+def sequential_one(cfg, lm, sink, u, tokens, i):
+    """One message over lm: (LMTP time ms, push latency ms or None, True
+    if the push expected did not arrive)."""
+    msg = make_message(SENDER, u, 100000 + i)
+    before = sink.count()
+    t0, t1 = lm.send(SENDER, u, msg)
+    if not cfg.pushes_per_msg:
+        return (t1 - t0) / 1e6, None, False
+    # The other instances share the sink: (c)'s trailing pushes may
+    # arrive in between, so look for this user's push
+    want = u if cfg.kind == "ox" else token_key(tokens[u])
+    rec = None
+    deadline = time.monotonic() + 5
+    seen = before
+    while rec is None and time.monotonic() < deadline:
+        if sink.wait_count(seen + 1, deadline - time.monotonic()) <= seen:
+            break
+        for r in sink.since(seen):
+            if r[4] == want:
+                rec = r
+                break
+        seen = sink.count()
+    if rec is None:
+        return (t1 - t0) / 1e6, None, True
+    return (t1 - t0) / 1e6, (rec[0] - t1) / 1e6, False
 
 
 def figure_sequential(report, stage, sizes):
-    """All four instances run at once; the messages go in rounds, config
-    after config, so that a busy moment of the machine hits all alike."""
+    """All four instances run at once, each with its LMTP connection; every
+    message goes to each of them in turn (the order rotating), so that a
+    busy moment of the machine hits all alike and the configs can also be
+    compared message by message."""
     meter = benchlib.CpuMeter()
     tokens = {user_name(i): make_token(i) for i in range(sizes["users"])}
     users = [user_name(i) for i in range(sizes["users"])]
     results = {cfg.label: dict(seq_times=[], latencies=[], lat_missing=0)
                for cfg in CONFIGS}
-    rounds = sizes["seq_rounds"]
-    per_round = max(1, sizes["sequential"] // rounds)
+    count = sizes["sequential"]
     sink = Sink()
     instances = {}
+    conns = {}
     try:
         for cfg in CONFIGS:
             instances[cfg.label] = start_instance(cfg, stage, sink, users,
                                                   tokens)
-        for rnd in range(rounds):
-            log("fig 2: round %d/%d, %d messages one at a time per config"
-                % (rnd + 1, rounds, per_round))
-            for cfg in CONFIGS:
-                r = sequential_run(cfg, instances[cfg.label], sink, users,
-                                   tokens, per_round,
-                                   first=rnd * per_round)
+        for cfg in CONFIGS:
+            conns[cfg.label] = Lmtp(instances[cfg.label].lmtp_port)
+        log("fig 2: %d messages one at a time to each of %d configs, "
+            "interleaved" % (count, len(CONFIGS)))
+        for i in range(count):
+            u = users[i % len(users)]
+            k = i % len(CONFIGS)
+            for cfg in CONFIGS[k:] + CONFIGS[:k]:
+                t, lat, lost = sequential_one(cfg, conns[cfg.label], sink,
+                                              u, tokens, i)
                 acc = results[cfg.label]
-                acc["seq_times"] += r["seq_times"]
-                acc["latencies"] += r["latencies"]
-                acc["lat_missing"] += r["lat_missing"]
+                acc["seq_times"].append(t)
+                if lat is not None:
+                    acc["latencies"].append(lat)
+                acc["lat_missing"] += lost
     finally:
+        for lm in conns.values():
+            lm.close()
         for dc in instances.values():
             dc.cleanup()
         sink.stop()
@@ -487,9 +485,19 @@ def figure_sequential(report, stage, sizes):
         "(CLOCK_MONOTONIC in both processes); negative = the push arrived "
         "before the 250 (ox sends it inside the delivery)",
         "a Dovecot per config, all four running, warmed up with one "
-        "message per user; %d rounds of %d messages, config after config "
-        "(interleaved); the sink is sink.py, its own process, answering "
-        "200 at once" % (rounds, per_round),
+        "message per user; each message goes to every config in turn, "
+        "the order rotating (interleaved message by message); the sink is "
+        "sink.py, its own process, answering 200 at once",
+        "median of the per-message differences (the same message to both, "
+        "moments apart): (c) - (a) %+.3f ms, (c0) - (a) %+.3f ms; one "
+        "instance per config, so a bias of an instance's processes (the "
+        "CPU they land on) stays in: see bench/delivery_path.py"
+        % (statistics.median(x - y for x, y in zip(
+            results[CONFIGS[2].label]["seq_times"],
+            results[CONFIGS[0].label]["seq_times"])),
+           statistics.median(x - y for x, y in zip(
+               results[CONFIGS[3].label]["seq_times"],
+               results[CONFIGS[0].label]["seq_times"]))),
         "(c) runs with the default window, so most of its pushes are "
         "coalesced: latency is measured on (c0), where every message is "
         "pushed",
