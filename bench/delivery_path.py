@@ -10,6 +10,16 @@
         n   deltapush loaded, its driver skipping every mailbox (no NOTIFY)
         c   deltapush, default window
         c0  deltapush, debounce 0
+      and variants of them (CONFIGS below: fsync never, no From: parse,
+      a wrapped WAL, a second identical instance); per message also the
+      CPU and run-queue time of each instance's lmtp and service.
+  delivery_path.py --stage STAGE pair [--count N] [--configs a,c,...]
+      Per instance, one lmtp process delivering each user's messages
+      alternately into INBOX and into Other (no NOTIFY): the NOTIFY's
+      cost without the bias between instances.
+  delivery_path.py --stage STAGE trace [--count N] [--configs a,c,c0]
+      The deliveries under `perf trace`: the lmtp's fsync time, its wait
+      for the service's reply, the service's fdatasync.
   delivery_path.py --stage STAGE strace CONFIG [--count N]
       The same deliveries to one instance under
       `strace -f -tt -T -p <lmtp> -p <service>`; prints the syscalls whose
