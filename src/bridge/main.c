@@ -364,14 +364,7 @@ int main(int argc, char *argv[])
 		i_fatal("Usage: deltapush-bridge [-s STATE_DIR] [-S SOCKET] "
 			"ACCOUNTS_FILE");
 	accounts_path = t_strdup(argv[optind]);
-#if DOVECOT_PREREQ(2, 4, 0)
-	T_BEGIN {
-		if (master_service_settings_read_simple(master_service,
-							&error) < 0)
-			i_fatal("%s", error);
-	} T_END;
-#endif
-	master_service_init_log(master_service);
+	deltapush_dovecot_service_init_log();
 	master_service_set_die_with_master(master_service, TRUE);
 
 	pool = pool_alloconly_create("deltapush bridge", 4096);

@@ -5,6 +5,20 @@
 #include "master-service-settings.h"
 #include "deltapush-dovecot-settings.h"
 
+void deltapush_dovecot_service_init_log(void)
+{
+#if DOVECOT_PREREQ(2, 4, 0)
+	T_BEGIN {
+		const char *error;
+
+		if (master_service_settings_read_simple(master_service,
+							&error) < 0)
+			i_fatal("%s", error);
+	} T_END;
+#endif
+	master_service_init_log(master_service);
+}
+
 #if DOVECOT_PREREQ(2, 4, 0)
 #include "settings.h"
 

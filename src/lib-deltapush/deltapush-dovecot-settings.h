@@ -25,6 +25,10 @@ int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
 
 struct master_service_settings;
 
+/* Start a service of ours logging where Dovecot's master says: 2.4 has
+   the log settings in the configuration, read first. */
+void deltapush_dovecot_service_init_log(void);
+
 /* The settings of a service of ours started by Dovecot's master (the
    deltapush service, the bridge), read while it still runs as root;
    service_set_r has its base_dir and state_dir. i_fatal()s naming the

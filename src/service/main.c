@@ -92,18 +92,7 @@ int main(int argc, char *argv[])
 	master_service = master_service_init("deltapush", 0, &argc, &argv, "");
 	if (master_getopt(master_service) > 0)
 		return FATAL_DEFAULT;
-#if DOVECOT_PREREQ(2, 4, 0)
-	/* 2.4: the log settings come with the rest of the configuration;
-	   ours are looked up from it below */
-	T_BEGIN {
-		const char *error;
-
-		if (master_service_settings_read_simple(master_service,
-							&error) < 0)
-			i_fatal("%s", error);
-	} T_END;
-#endif
-	master_service_init_log(master_service);
+	deltapush_dovecot_service_init_log();
 
 	/* The master going away (doveadm reload, shutdown) means a new
 	   process wants the database: don't wait for the clients to leave
