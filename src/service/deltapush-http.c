@@ -57,6 +57,10 @@ struct deltapush_http_request {
 
 	char error_buf[CURL_ERROR_SIZE];
 
+	/* The POST body; libcurl sends it from here (CURLOPT_POSTFIELDS) */
+	size_t body_size;
+	const unsigned char *body;
+
 	/* Its callback is running: abort must not free it */
 	bool completed:1;
 	/* Added to the multi handle (else held, or failed to submit) */
@@ -78,6 +82,10 @@ struct deltapush_http {
 	unsigned int timeout_msecs;
 	/* The same headers for every request */
 	struct curl_slist *headers;
+	/* Easy handles of finished requests with the options every request
+	   shares already set, for the next requests: a push then costs a few
+	   setopts instead of a new handle and its whole configuration */
+	ARRAY(CURL *) free_easies;
 
 	struct deltapush_http_request *requests;
 	unsigned int requests_count;
@@ -237,6 +245,22 @@ deltapush_http_write_cb(char *ptr ATTR_UNUSED, size_t size, size_t nmemb,
 	return size * nmemb;
 }
 
+/* Keep the handle of a finished transfer for the next request: after
+   curl_multi_remove_handle() it holds no connection, and libcurl resets
+   a transfer's state when the handle starts its next one, while the
+   options stay. */
+static void deltapush_http_easy_put(struct deltapush_http *http, CURL **_easy)
+{
+	CURL *easy = *_easy;
+
+	*_easy = NULL;
+	if (!http->destroyed &&
+	    array_count(&http->free_easies) < http->max_connections)
+		array_push_back(&http->free_easies, &easy);
+	else
+		curl_easy_cleanup(easy);
+}
+
 static void
 deltapush_http_unhold(struct deltapush_http *http,
 		      struct deltapush_http_request *req)
@@ -359,8 +383,7 @@ deltapush_http_request_complete(struct deltapush_http_request *req,
 		   a later abort of req from touching the multi handle */
 		if (req->in_multi)
 			(void)curl_multi_remove_handle(http->multi, req->easy);
-		curl_easy_cleanup(req->easy);
-		req->easy = NULL;
+		deltapush_http_easy_put(http, &req->easy);
 	}
 	DLLIST_REMOVE(&http->requests, req);
 	i_assert(http->requests_count > 0);
@@ -584,6 +607,7 @@ deltapush_http_init(const struct deltapush_http_settings *set,
 	http->max_connections = set->max_connections > 0 ?
 		set->max_connections : DELTAPUSH_HTTP_MAX_HOST_CONNECTIONS;
 	i_array_init(&http->held_requests, 16);
+	i_array_init(&http->free_easies, http->max_connections);
 
 	http->event = event_create(event_parent);
 	event_add_category(http->event, &event_category_deltapush);
@@ -634,6 +658,7 @@ deltapush_http_init(const struct deltapush_http_settings *set,
 void deltapush_http_deinit(struct deltapush_http **_http)
 {
 	struct deltapush_http *http = *_http;
+	CURL *easy;
 
 	if (http == NULL)
 		return;
@@ -654,6 +679,10 @@ void deltapush_http_deinit(struct deltapush_http **_http)
 	http->destroyed = TRUE;
 	(void)curl_multi_cleanup(http->multi);
 	http->multi = NULL;
+	/* The handles use the share: before it */
+	array_foreach_elem(&http->free_easies, easy)
+		curl_easy_cleanup(easy);
+	array_free(&http->free_easies);
 	(void)curl_share_cleanup(http->share);
 	http->share = NULL;
 	array_free(&http->held_requests);
@@ -670,23 +699,22 @@ void deltapush_http_deinit(struct deltapush_http **_http)
 		i_free(http);
 }
 
-static void
-deltapush_http_request_setopt(struct deltapush_http_request *req,
-			      const char *url, const void *body,
-			      size_t body_size)
-{
-	struct deltapush_http *http = req->http;
-	CURL *easy = req->easy;
-	CURLcode code = CURLE_OK;
-
 #define SETOPT(option, value) STMT_START { \
 	if (code == CURLE_OK) \
 		code = curl_easy_setopt(easy, option, value); \
 	} STMT_END
-	SETOPT(CURLOPT_PRIVATE, (void *)req);
-	SETOPT(CURLOPT_ERRORBUFFER, req->error_buf);
+
+/* A new handle with the options that are the same for every request */
+static CURL *
+deltapush_http_easy_new(struct deltapush_http *http, const char **error_r)
+{
+	CURL *easy;
+	CURLcode code = CURLE_OK;
+
+	easy = curl_easy_init();
+	if (easy == NULL)
+		i_fatal_status(FATAL_OUTOFMEM, "curl_easy_init() failed");
 	SETOPT(CURLOPT_NOSIGNAL, 1L);
-	SETOPT(CURLOPT_URL, url);
 	SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
 	SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
 	SETOPT(CURLOPT_TIMEOUT_MS, (long)http->timeout_msecs);
@@ -699,31 +727,68 @@ deltapush_http_request_setopt(struct deltapush_http_request *req,
 	SETOPT(CURLOPT_SHARE, http->share);
 	SETOPT(CURLOPT_HTTPHEADER, http->headers);
 	SETOPT(CURLOPT_WRITEFUNCTION, deltapush_http_write_cb);
-	/* The size first, so the copy is binary-safe */
-	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_size);
-	SETOPT(CURLOPT_COPYPOSTFIELDS, body_size == 0 ? "" : body);
-#undef SETOPT
 	if (code != CURLE_OK) {
-		req->submit_error = i_strdup_printf(
-			"curl_easy_setopt() failed: %s",
-			curl_easy_strerror(code));
-		return;
+		*error_r = t_strdup_printf("curl_easy_setopt() failed: %s",
+					   curl_easy_strerror(code));
+		curl_easy_cleanup(easy);
+		return NULL;
 	}
 
 	/* Only a libcurl without HTTP/2 refuses this: HTTP/1.1 then */
 	code = curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
 				(long)CURL_HTTP_VERSION_2TLS);
 	if (code != CURLE_OK) {
-		e_debug(req->event, "HTTP/2 not available: %s",
+		e_debug(http->event, "HTTP/2 not available: %s",
 			curl_easy_strerror(code));
 	}
+	return easy;
+}
+
+static void
+deltapush_http_request_setopt(struct deltapush_http_request *req,
+			      const char *url)
+{
+	struct deltapush_http *http = req->http;
+	const char *error;
+	CURL *easy;
+	CURLcode code = CURLE_OK;
+
+	if (array_count(&http->free_easies) > 0) {
+		easy = array_idx_elem(&http->free_easies,
+				      array_count(&http->free_easies) - 1);
+		array_pop_back(&http->free_easies);
+	} else {
+		easy = deltapush_http_easy_new(http, &error);
+		if (easy == NULL) {
+			req->submit_error = i_strdup(error);
+			return;
+		}
+	}
+	req->easy = easy;
+
+	SETOPT(CURLOPT_PRIVATE, (void *)req);
+	SETOPT(CURLOPT_ERRORBUFFER, req->error_buf);
+	SETOPT(CURLOPT_URL, url);
+	/* The size first, so the body is binary-safe; req keeps it until
+	   the handle is out of the multi handle */
+	SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_size);
+	SETOPT(CURLOPT_POSTFIELDS, req->body);
 	/* Over TLS, while the first connection is being set up, wait for
 	   it instead of opening more: if it speaks HTTP/2 it then carries
 	   every request. (Cleartext HTTP is HTTP/1.1 here, where waiting
-	   would only queue requests behind a slow one.) */
-	if (strncasecmp(url, "https://", 8) == 0)
-		(void)curl_easy_setopt(easy, CURLOPT_PIPEWAIT, 1L);
+	   would only queue requests behind a slow one.) Set either way:
+	   the handle may come from a request to another URL. */
+	SETOPT(CURLOPT_PIPEWAIT,
+	       strncasecmp(url, "https://", 8) == 0 ? 1L : 0L);
+	if (code != CURLE_OK) {
+		req->submit_error = i_strdup_printf(
+			"curl_easy_setopt() failed: %s",
+			curl_easy_strerror(code));
+		curl_easy_cleanup(req->easy);
+		req->easy = NULL;
+	}
 }
+#undef SETOPT
 
 struct deltapush_http_request *
 deltapush_http_post(struct deltapush_http *http, const char *url,
@@ -735,8 +800,13 @@ deltapush_http_post(struct deltapush_http *http, const char *url,
 	i_assert(!http->destroyed);
 	i_assert(callback != NULL);
 
-	req = i_new(struct deltapush_http_request, 1);
+	/* The body lives after the struct: one allocation per push */
+	req = i_malloc(MALLOC_ADD(sizeof(*req), body_size));
 	req->http = http;
+	req->body = (const unsigned char *)(req + 1);
+	req->body_size = body_size;
+	if (body_size > 0)
+		memcpy(req + 1, body, body_size);
 	req->callback = callback;
 	req->context = context;
 	if (clock_gettime(CLOCK_MONOTONIC, &req->start) < 0)
@@ -746,13 +816,11 @@ deltapush_http_post(struct deltapush_http *http, const char *url,
 	DLLIST_PREPEND(&http->requests, req);
 	http->requests_count++;
 
-	req->easy = curl_easy_init();
-	if (req->easy == NULL)
-		i_fatal_status(FATAL_OUTOFMEM, "curl_easy_init() failed");
-	deltapush_http_request_setopt(req, url, body, body_size);
+	T_BEGIN {
+		deltapush_http_request_setopt(req, url);
+	} T_END;
 	if (req->submit_error != NULL) {
-		curl_easy_cleanup(req->easy);
-		req->easy = NULL;
+		i_assert(req->easy == NULL);
 		e_error(req->event, "%s", req->submit_error);
 		/* The callback must not run inside this function */
 		if (http->to_failed == NULL) {
