@@ -8,6 +8,8 @@
 #include "deltapush-http.h"
 
 #include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
 #include <curl/curl.h>
 
 /* All pushes go to one proxy: keep-alive connections (or one HTTP/2
@@ -31,12 +33,23 @@ enum deltapush_http_tls_state {
 	DELTAPUSH_HTTP_TLS_HTTP2,
 };
 
-/* One socket libcurl asked us to watch (curl_multi_assign'ed to it) */
+/* One socket libcurl asked us to watch (curl_multi_assign'ed to it), or
+   a connection socket we opened for it */
 struct deltapush_http_socket {
 	struct deltapush_http_socket *prev, *next;
 	struct deltapush_http *http;
 	curl_socket_t fd;
 	struct io *io_read, *io_write;
+
+	/* Opened by deltapush_http_opensocket_cb(): libcurl closes it with
+	   deltapush_http_closesocket_cb(), so it may outlive libcurl's
+	   interest in it */
+	bool owned:1;
+	/* Owned, and libcurl does not watch it now (an idle keep-alive
+	   connection): io_read stays so that the next request on it costs
+	   no epoll_ctl() pair, and is dropped if the socket gets readable
+	   meanwhile */
+	bool idle:1;
 };
 
 /* One POST, from deltapush_http_post() until its callback returns or it
@@ -148,6 +161,13 @@ static uint64_t deltapush_http_usecs_since(const struct timespec *start)
 
 static void deltapush_http_socket_in(struct deltapush_http_socket *sock)
 {
+	if (sock->idle) {
+		/* The proxy closed the idle connection (or sent something
+		   unasked): stop watching it; libcurl finds it dead when it
+		   next wants it */
+		io_remove(&sock->io_read);
+		return;
+	}
 	/* socket_action may free sock (CURL_POLL_REMOVE) */
 	deltapush_http_socket_action(sock->http, sock->fd, CURL_CSELECT_IN);
 }
@@ -167,6 +187,59 @@ static void deltapush_http_socket_free(struct deltapush_http_socket *sock)
 	i_free(sock);
 }
 
+static struct deltapush_http_socket *
+deltapush_http_socket_find(struct deltapush_http *http, curl_socket_t fd)
+{
+	struct deltapush_http_socket *sock;
+
+	for (sock = http->sockets; sock != NULL; sock = sock->next) {
+		if (sock->fd == fd)
+			return sock;
+	}
+	return NULL;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: libcurl's own socket(), remembered so that
+   its io can stay while the connection idles in libcurl's cache */
+static curl_socket_t
+deltapush_http_opensocket_cb(void *clientp, curlsocktype purpose ATTR_UNUSED,
+			     struct curl_sockaddr *address)
+{
+	struct deltapush_http *http = clientp;
+	struct deltapush_http_socket *sock;
+	curl_socket_t fd;
+
+	fd = socket(address->family, address->socktype, address->protocol);
+	if (fd == CURL_SOCKET_BAD || http->destroyed)
+		return fd;
+	/* An entry for this fd number is stale: libcurl closed a socket that
+	   had not become a connection without telling us */
+	sock = deltapush_http_socket_find(http, fd);
+	if (sock != NULL) {
+		io_remove_closed(&sock->io_read);
+		io_remove_closed(&sock->io_write);
+		deltapush_http_socket_free(sock);
+	}
+	sock = i_new(struct deltapush_http_socket, 1);
+	sock->http = http;
+	sock->fd = fd;
+	sock->owned = TRUE;
+	DLLIST_PREPEND(&http->sockets, sock);
+	return fd;
+}
+
+/* CURLOPT_CLOSESOCKETFUNCTION: drop the io while the fd is still open */
+static int deltapush_http_closesocket_cb(void *clientp, curl_socket_t fd)
+{
+	struct deltapush_http *http = clientp;
+	struct deltapush_http_socket *sock;
+
+	sock = deltapush_http_socket_find(http, fd);
+	if (sock != NULL)
+		deltapush_http_socket_free(sock);
+	return close(fd);
+}
+
 /* CURLMOPT_SOCKETFUNCTION: mirror what libcurl wants to wait for on one
    socket with an IO_READ and an IO_WRITE io, since Dovecot does not tell
    an io callback which condition fired. */
@@ -179,9 +252,18 @@ deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
 
 	if (what == CURL_POLL_REMOVE) {
 		/* sock is NULL when deinit already dropped it */
-		if (sock != NULL) {
-			if (!http->destroyed)
-				(void)curl_multi_assign(http->multi, fd, NULL);
+		if (sock == NULL)
+			return 0;
+		if (!http->destroyed)
+			(void)curl_multi_assign(http->multi, fd, NULL);
+		if (sock->owned && sock->io_read != NULL && !http->destroyed) {
+			/* Most likely a keep-alive connection going idle,
+			   which the next request takes again */
+			io_remove(&sock->io_write);
+			sock->idle = TRUE;
+		} else if (sock->owned) {
+			io_remove(&sock->io_write);
+		} else {
 			deltapush_http_socket_free(sock);
 		}
 		return 0;
@@ -190,10 +272,14 @@ deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
 		return 0;
 
 	if (sock == NULL) {
-		sock = i_new(struct deltapush_http_socket, 1);
-		sock->http = http;
-		sock->fd = fd;
-		DLLIST_PREPEND(&http->sockets, sock);
+		sock = deltapush_http_socket_find(http, fd);
+		if (sock == NULL) {
+			sock = i_new(struct deltapush_http_socket, 1);
+			sock->http = http;
+			sock->fd = fd;
+			DLLIST_PREPEND(&http->sockets, sock);
+		}
+		sock->idle = FALSE;
 		(void)curl_multi_assign(http->multi, fd, sock);
 	}
 
@@ -485,7 +571,7 @@ deltapush_http_socket_known(struct deltapush_http *http, curl_socket_t fd)
 
 	for (sock = http->sockets; sock != NULL; sock = sock->next) {
 		if (sock->fd == fd)
-			return sock->io_read != NULL;
+			return sock->io_read != NULL && !sock->idle;
 	}
 	return FALSE;
 }
@@ -503,7 +589,7 @@ static void deltapush_http_kick(struct deltapush_http *http)
 	T_BEGIN {
 		t_array_init(&fds, 4);
 		for (sock = http->sockets; sock != NULL; sock = sock->next) {
-			if (sock->io_read != NULL)
+			if (sock->io_read != NULL && !sock->idle)
 				array_push_back(&fds, &sock->fd);
 		}
 		/* A callback may deinit http: keep the struct until the
@@ -727,6 +813,10 @@ deltapush_http_easy_new(struct deltapush_http *http, const char **error_r)
 	SETOPT(CURLOPT_SHARE, http->share);
 	SETOPT(CURLOPT_HTTPHEADER, http->headers);
 	SETOPT(CURLOPT_WRITEFUNCTION, deltapush_http_write_cb);
+	SETOPT(CURLOPT_OPENSOCKETFUNCTION, deltapush_http_opensocket_cb);
+	SETOPT(CURLOPT_OPENSOCKETDATA, http);
+	SETOPT(CURLOPT_CLOSESOCKETFUNCTION, deltapush_http_closesocket_cb);
+	SETOPT(CURLOPT_CLOSESOCKETDATA, http);
 	if (code != CURLE_OK) {
 		*error_r = t_strdup_printf("curl_easy_setopt() failed: %s",
 					   curl_easy_strerror(code));

@@ -756,6 +756,47 @@ static void test_http_keepalive_trickle(void)
 	test_end();
 }
 
+static void test_http_keepalive_closed(void)
+{
+	struct deltapush_http_settings set = {
+		.timeout_msecs = TEST_LOOP_MSECS,
+		.max_connections = TEST_KEEPALIVE_MAX_CONNECTIONS,
+		.user_agent = TEST_USER_AGENT,
+	};
+	struct test_server *server;
+	struct deltapush_http *http;
+	struct ioloop *ioloop;
+
+	test_begin("http proxy closes idle keep-alive connections");
+	ioloop = io_loop_create();
+	server = test_server_init(200);
+	test_waiting = 0;
+	http = deltapush_http_init(&set, NULL);
+
+	/* The proxy closes the idle connections, and the sender sees it
+	   while it waits (its ios for idle connections stay) ... */
+	test_http_keepalive_burst(http, server, ioloop, TEST_KEEPALIVE_BURST);
+	test_assert(server->accepts == TEST_KEEPALIVE_MAX_CONNECTIONS);
+	while (server->connections != NULL)
+		test_connection_destroy(server->connections);
+	test_run_loop_for(ioloop, 50);
+	test_http_keepalive_burst(http, server, ioloop, TEST_KEEPALIVE_BURST);
+	test_assert(server->accepts == 2 * TEST_KEEPALIVE_MAX_CONNECTIONS);
+
+	/* ... or only when the next burst wants them */
+	while (server->connections != NULL)
+		test_connection_destroy(server->connections);
+	test_http_keepalive_burst(http, server, ioloop, TEST_KEEPALIVE_BURST);
+	test_assert(server->accepts == 3 * TEST_KEEPALIVE_MAX_CONNECTIONS);
+	test_assert(server->connections_count ==
+		    TEST_KEEPALIVE_MAX_CONNECTIONS);
+
+	deltapush_http_deinit(&http);
+	test_server_deinit(&server);
+	io_loop_destroy(&ioloop);
+	test_end();
+}
+
 static void test_http_abort(void)
 {
 	struct test_result res_unsent, res_sent, res_other;
@@ -958,6 +999,7 @@ int main(void)
 		test_http_timeout,
 		test_http_many,
 		test_http_keepalive_trickle,
+		test_http_keepalive_closed,
 		test_http_abort,
 		test_http_callback_reentrancy,
 		test_http_deinit_in_flight,
