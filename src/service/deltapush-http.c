@@ -40,11 +40,15 @@ struct deltapush_http_socket {
 	struct deltapush_http *http;
 	curl_socket_t fd;
 	struct io *io_read, *io_write;
+	/* The address family it was opened with, when owned */
+	int family;
 
 	/* Opened by deltapush_http_opensocket_cb(): libcurl closes it with
 	   deltapush_http_closesocket_cb(), so it may outlive libcurl's
 	   interest in it */
 	bool owned:1;
+	/* owned was checked when libcurl first asked to watch it */
+	bool verified:1;
 	/* Owned, and libcurl does not watch it now (an idle keep-alive
 	   connection): io_read stays so that the next request on it costs
 	   no epoll_ctl() pair, and is dropped if the socket gets readable
@@ -199,6 +203,20 @@ deltapush_http_socket_find(struct deltapush_http *http, curl_socket_t fd)
 	return NULL;
 }
 
+static bool
+deltapush_http_socket_same_family(struct deltapush_http_socket *sock)
+{
+	union {
+		struct sockaddr sa;
+		struct sockaddr_storage ss;
+	} addr;
+	socklen_t addrlen = sizeof(addr);
+
+	if (getsockname(sock->fd, &addr.sa, &addrlen) < 0)
+		return FALSE;
+	return addr.sa.sa_family == sock->family;
+}
+
 /* CURLOPT_OPENSOCKETFUNCTION: libcurl's own socket(), remembered so that
    its io can stay while the connection idles in libcurl's cache */
 static curl_socket_t
@@ -223,6 +241,7 @@ deltapush_http_opensocket_cb(void *clientp, curlsocktype purpose ATTR_UNUSED,
 	sock = i_new(struct deltapush_http_socket, 1);
 	sock->http = http;
 	sock->fd = fd;
+	sock->family = address->family;
 	sock->owned = TRUE;
 	DLLIST_PREPEND(&http->sockets, sock);
 	return fd;
@@ -257,13 +276,15 @@ deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
 		if (!http->destroyed)
 			(void)curl_multi_assign(http->multi, fd, NULL);
 		if (sock->owned && sock->io_read != NULL && !http->destroyed) {
-			/* Most likely a keep-alive connection going idle,
-			   which the next request takes again */
+			/* A connection that was read from, most likely a
+			   keep-alive connection going idle, which the next
+			   request takes again; libcurl closes such a socket
+			   only through deltapush_http_closesocket_cb() */
 			io_remove(&sock->io_write);
 			sock->idle = TRUE;
-		} else if (sock->owned) {
-			io_remove(&sock->io_write);
 		} else {
+			/* A connect attempt that failed may be closed
+			   without the callback: forget it now */
 			deltapush_http_socket_free(sock);
 		}
 		return 0;
@@ -273,6 +294,15 @@ deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
 
 	if (sock == NULL) {
 		sock = deltapush_http_socket_find(http, fd);
+		if (sock != NULL && !sock->verified) {
+			/* libcurl may have closed a socket it opened without
+			   the callback (a failed connect) and reused its fd
+			   number for one of its own (a resolver's socketpair):
+			   owned only if it still is what was opened */
+			if (!deltapush_http_socket_same_family(sock))
+				sock->owned = FALSE;
+			sock->verified = TRUE;
+		}
 		if (sock == NULL) {
 			sock = i_new(struct deltapush_http_socket, 1);
 			sock->http = http;
