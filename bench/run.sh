@@ -71,6 +71,7 @@ make -C src/service bench-deltapush-http >>build.log 2>&1 || {
 stage="$top/build/bench-stage"
 echo "== staging install into build/bench-stage"
 rm -rf "$stage"
+mkdir -p "$top/build"
 make install DESTDIR="$stage" >"$top/build/bench-install.log" 2>&1 || {
 	tail -30 "$top/build/bench-install.log"; exit 1; }
 
