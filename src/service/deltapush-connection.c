@@ -292,9 +292,14 @@ static void deltapush_connection_notify(struct deltapush_connection *client,
 					const struct deltapush_request *request)
 {
 	const char *error;
+	bool written;
 	int count;
 
-	count = deltapush_db_notify(client->conns->db, request->user, &error);
+	count = deltapush_db_notify(client->conns->db, request->user,
+				    &written, &error);
+	/* Folded into pushes on disk already: nothing to wait for */
+	if (!written)
+		client->holding = FALSE;
 	if (count < 0) {
 		deltapush_connection_fail(client, "Recording new mail",
 					  request->user, error);

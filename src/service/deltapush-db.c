@@ -126,6 +126,9 @@ static int deltapush_db_write_states(struct deltapush_db *db,
 		if (deltapush_store_update_state(db->store, dirty->id,
 						 &dirty->state, error_r) < 0)
 			return -1;
+		/* A retried state may be older than a trigger's since */
+		if (db->sender != NULL)
+			deltapush_sender_state_written(db->sender, dirty->id);
 	}
 	db->dirty_written = count;
 	if (!db->dirty_callback && count > 0) {
@@ -551,8 +554,17 @@ void deltapush_db_get_push_state(struct deltapush_db *db,
 }
 
 int deltapush_db_notify(struct deltapush_db *db, const char *user,
-			const char **error_r)
+			bool *written_r, const char **error_r)
 {
+	int ret;
+
+	/* Pushes durably pending already cover the trigger: it needs
+	   neither the write-behind's states nor a write of its own */
+	*written_r = FALSE;
+	ret = deltapush_sender_notify_fold(db->sender, user, error_r);
+	if (ret != 0)
+		return ret;
+	*written_r = TRUE;
 	/* The trigger starts from the stored push states: the outcomes of
 	   finished pushes go first into the same, acknowledged group */
 	if (deltapush_db_write_behind(db, TRUE, error_r) < 0)

@@ -66,9 +66,12 @@ void deltapush_db_get_push_state(struct deltapush_db *db,
 void deltapush_db_save_state(struct deltapush_db *db, int64_t id,
 			     const struct deltapush_push_state *state);
 
-/* New mail for user; see deltapush_sender_notify(). */
+/* New mail for user; see deltapush_sender_notify(). written_r is FALSE
+   when the trigger was folded into durably pending pushes without a
+   write (deltapush_sender_notify_fold()): its reply need not wait for
+   a commit. */
 int deltapush_db_notify(struct deltapush_db *db, const char *user,
-			const char **error_r);
+			bool *written_r, const char **error_r);
 /* Make pending pushes due now; see deltapush_sender_flush(). */
 int deltapush_db_flush(struct deltapush_db *db, const char *user,
 		       const char **error_r);

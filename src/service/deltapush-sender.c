@@ -33,6 +33,13 @@ struct deltapush_pending {
 	int64_t id;
 	struct deltapush_push_state state;
 	bool queued:1;
+	/* A trigger wrote the pending state into the open, synced group
+	   commit, and nothing else wrote the row since */
+	bool committing:1;
+	/* That commit is on disk: the database holds this push pending
+	   across a power loss, so a new trigger needs no write (see
+	   deltapush_sender_notify_fold()) */
+	bool durable:1;
 
 	/* Set when sent, for logging */
 	char *user, *token_id;
@@ -53,6 +60,8 @@ struct deltapush_sender {
 
 	struct priorityq *queue;
 	HASH_TABLE(void *, struct deltapush_pending *) pending;
+	/* Tokens whose triggers are in the open group commit */
+	ARRAY(int64_t) committing;
 	struct timeout *to;
 	unsigned int in_flight;
 
@@ -166,7 +175,20 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 static void deltapush_sender_save(struct deltapush_sender *sender,
 				  struct deltapush_pending *pend)
 {
+	pend->committing = FALSE;
+	pend->durable = FALSE;
 	deltapush_db_save_state(sender->db, pend->id, &pend->state);
+}
+
+void deltapush_sender_state_written(struct deltapush_sender *sender,
+				    int64_t id)
+{
+	struct deltapush_pending *pend = deltapush_pending_lookup(sender, id);
+
+	if (pend != NULL) {
+		pend->committing = FALSE;
+		pend->durable = FALSE;
+	}
 }
 
 /* Returns TRUE if one more token may be removed because the proxy
@@ -365,6 +387,9 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 	i_free(pend->token_id);
 	pend->user = i_strdup(token.user);
 	pend->token_id = i_strdup(deltapush_token_id(token.token));
+	/* Its outcome goes through the write-behind */
+	pend->committing = FALSE;
+	pend->durable = FALSE;
 	deltapush_schedule_sent(&pend->state, deltapush_now_msecs());
 	sender->in_flight++;
 	pend->request = deltapush_http_post(sender->http, sender->set->notify_url,
@@ -495,6 +520,78 @@ deltapush_sender_notify_write(struct deltapush_sender *sender,
 	return 0;
 }
 
+static void
+deltapush_sender_coalesced_event(struct deltapush_sender *sender,
+				 const char *user,
+				 const struct deltapush_store_token *token)
+{
+	struct event_passthrough *e;
+
+	e = deltapush_sender_event(sender, "deltapush_push_coalesced",
+				   user, deltapush_token_id(token->token));
+	e_debug(e->event(), "New mail for user %s folded into "
+		"the pending push of token %s", user,
+		deltapush_token_id(token->token));
+}
+
+static void
+deltapush_sender_trigger_event(struct deltapush_sender *sender,
+			       const char *user, unsigned int count,
+			       unsigned int coalesced, bool written)
+{
+	struct event_passthrough *e;
+
+	e = deltapush_sender_event(sender, "deltapush_trigger", user, NULL)->
+		add_int("tokens", count)->add_int("coalesced", coalesced)->
+		add_int("written", written ? 1 : 0);
+	e_debug(e->event(), "New mail for user %s: %u token(s), %u folded "
+		"into pending pushes%s", user, count, coalesced,
+		written ? "" : " (durably pending, nothing written)");
+}
+
+static void deltapush_sender_committed(int ret, const char *error ATTR_UNUSED,
+				       struct deltapush_sender *sender)
+{
+	struct deltapush_pending *pend;
+	const int64_t *idp;
+
+	/* A failed commit leaves them as they were: not durable */
+	array_foreach(&sender->committing, idp) {
+		pend = deltapush_pending_lookup(sender, *idp);
+		if (pend == NULL || !pend->committing)
+			continue;
+		pend->committing = FALSE;
+		pend->durable = ret == 0;
+	}
+	array_clear(&sender->committing);
+}
+
+/* The triggers' states are in the open group: they are durable once it
+   commits, if it syncs (not with deltapush_fsync = never). */
+static void
+deltapush_sender_notify_committing(struct deltapush_sender *sender,
+				   const ARRAY_TYPE(deltapush_store_token) *tokens)
+{
+	const struct deltapush_store_token *token;
+	struct deltapush_pending *pend;
+	bool synced = deltapush_store_group_is_synced(sender->store);
+
+	array_foreach(tokens, token) {
+		pend = deltapush_pending_lookup(sender, token->id);
+		if (pend == NULL)
+			continue;
+		pend->durable = FALSE;
+		pend->committing = synced && !pend->state.in_flight;
+		if (!pend->committing)
+			continue;
+		if (array_count(&sender->committing) == 0) {
+			deltapush_store_group_add_callback(sender->store,
+				deltapush_sender_committed, sender);
+		}
+		array_push_back(&sender->committing, &token->id);
+	}
+}
+
 /* After the savepoint holds them: move memory on to the new states.
    Returns how many triggers were folded into pending pushes. */
 static unsigned int
@@ -506,7 +603,6 @@ deltapush_sender_notify_apply(struct deltapush_sender *sender,
 {
 	const struct deltapush_store_token *token;
 	struct deltapush_pending *pend;
-	struct event_passthrough *e;
 	unsigned int i, count = array_count(tokens), coalesced = 0;
 
 	for (i = 0; i < count; i++) {
@@ -521,11 +617,7 @@ deltapush_sender_notify_apply(struct deltapush_sender *sender,
 		if (!folded[i])
 			continue;
 		coalesced++;
-		e = deltapush_sender_event(sender, "deltapush_push_coalesced",
-					   user, deltapush_token_id(token->token));
-		e_debug(e->event(), "New mail for user %s folded into "
-			"the pending push of token %s", user,
-			deltapush_token_id(token->token));
+		deltapush_sender_coalesced_event(sender, user, token);
 	}
 	return coalesced;
 }
@@ -535,7 +627,6 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 {
 	ARRAY_TYPE(deltapush_store_token) tokens;
 	struct deltapush_push_state *states;
-	struct event_passthrough *e;
 	uint64_t now = deltapush_now_msecs();
 	unsigned int count, coalesced;
 	bool *folded;
@@ -558,10 +649,53 @@ int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 	count = array_count(&tokens);
 	coalesced = deltapush_sender_notify_apply(sender, user, &tokens,
 						  states, folded);
-	e = deltapush_sender_event(sender, "deltapush_trigger", user, NULL)->
-		add_int("tokens", count)->add_int("coalesced", coalesced);
-	e_debug(e->event(), "New mail for user %s: %u token(s), %u folded "
-		"into pending pushes", user, count, coalesced);
+	deltapush_sender_notify_committing(sender, &tokens);
+	deltapush_sender_trigger_event(sender, user, count, coalesced, TRUE);
+	deltapush_sender_run(sender);
+	return count;
+}
+
+int deltapush_sender_notify_fold(struct deltapush_sender *sender,
+				 const char *user, const char **error_r)
+{
+	ARRAY_TYPE(deltapush_store_token) tokens;
+	const struct deltapush_store_token *token;
+	struct deltapush_pending **pends, *pend;
+	uint64_t now = deltapush_now_msecs();
+	unsigned int i, count;
+	bool folded;
+
+	t_array_init(&tokens, 8);
+	if (deltapush_store_list(sender->store, user,
+				 ioloop_time - sender->set->token_ttl_secs,
+				 pool_datastack_create(), &tokens, error_r) < 0)
+		return -1;
+	count = array_count(&tokens);
+	if (count == 0)
+		return 0;
+	pends = t_new(struct deltapush_pending *, count);
+	for (i = 0; i < count; i++) {
+		token = array_idx(&tokens, i);
+		pend = deltapush_pending_lookup(sender, token->id);
+		if (pend == NULL || !pend->durable ||
+		    pend->state.in_flight || pend->state.due_msecs == 0)
+			return 0;
+		pends[i] = pend;
+	}
+	/* The same as deltapush_sender_notify() would write, kept in memory
+	   only: the row may keep an earlier deadline (and, without
+	   debouncing, fewer waiting messages, or a later due time after a
+	   clock step back), but it stays pending, which is what a crash
+	   needs. Later writes of the row take the memory state. */
+	for (i = 0; i < count; i++) {
+		folded = deltapush_schedule_trigger(&sender->sched_set,
+						    &pends[i]->state, now);
+		i_assert(folded);
+		deltapush_pending_update(sender, pends[i]);
+		deltapush_sender_coalesced_event(sender, user,
+						 array_idx(&tokens, i));
+	}
+	deltapush_sender_trigger_event(sender, user, count, count, FALSE);
 	deltapush_sender_run(sender);
 	return count;
 }
@@ -728,6 +862,7 @@ deltapush_sender_init(const struct deltapush_settings *set,
 	event_add_category(sender->event, &event_category_deltapush);
 	sender->queue = priorityq_init(deltapush_pending_cmp, 128);
 	hash_table_create_direct(&sender->pending, default_pool, 128);
+	i_array_init(&sender->committing, 16);
 	sender->http = deltapush_http_init(&http_set, sender->event);
 	return sender;
 }
@@ -749,6 +884,7 @@ void deltapush_sender_deinit(struct deltapush_sender **_sender)
 		deltapush_pending_free(pend);
 	hash_table_iterate_deinit(&iter);
 	hash_table_destroy(&sender->pending);
+	array_free(&sender->committing);
 	priorityq_deinit(&sender->queue);
 	i_free(sender->last_error);
 	event_unref(&sender->event);

@@ -31,6 +31,21 @@ int deltapush_sender_load(struct deltapush_sender *sender,
 int deltapush_sender_notify(struct deltapush_sender *sender, const char *user,
 			    const char **error_r);
 
+/* New mail for user whose every live token has a push pending, not in
+   flight, and durably so: its pending state was committed with a disk
+   sync and nothing written since changed it. The trigger is then folded
+   into those pushes in memory, with no write: a crash still finds each
+   push pending in the database, to be sent after the mail was saved.
+   Returns the number of tokens folded into, 0 when the trigger must be
+   written with deltapush_sender_notify() instead, or -1 with error_r. */
+int deltapush_sender_notify_fold(struct deltapush_sender *sender,
+				 const char *user, const char **error_r);
+/* A push state of token id was written to the store other than by
+   deltapush_sender_notify() (the write-behind): it is no longer known
+   to be durably pending. */
+void deltapush_sender_state_written(struct deltapush_sender *sender,
+				    int64_t id);
+
 /* Make the pending pushes of user (NULL = everyone) due now, retries
    included. Returns how many, or -1 with error_r. */
 int deltapush_sender_flush(struct deltapush_sender *sender, const char *user,

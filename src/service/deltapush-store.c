@@ -818,6 +818,11 @@ bool deltapush_store_group_is_open(struct deltapush_store *store)
 	return store->group_open;
 }
 
+bool deltapush_store_group_is_synced(struct deltapush_store *store)
+{
+	return store->group_open && store->synchronous_full;
+}
+
 unsigned int deltapush_store_get_commit_count(struct deltapush_store *store)
 {
 	return store->commit_count;

@@ -68,6 +68,8 @@ void deltapush_store_group_add_callback(struct deltapush_store *store,
 int deltapush_store_group_commit(struct deltapush_store *store,
 				 const char **error_r);
 bool deltapush_store_group_is_open(struct deltapush_store *store);
+/* The open group's commit syncs to disk (see deltapush_fsync). */
+bool deltapush_store_group_is_synced(struct deltapush_store *store);
 /* Transactions committed so far, for tests */
 unsigned int deltapush_store_get_commit_count(struct deltapush_store *store);
 
