@@ -1233,6 +1233,54 @@ static void test_store_group_commit(void)
 	test_end();
 }
 
+/* Whether the open group's commit syncs: what makes a trigger's pending
+   push durable (deltapush_sender_notify_fold()) */
+static void test_store_group_synced(void)
+{
+	static const struct {
+		enum deltapush_fsync mode;
+		bool unacknowledged_first;
+		bool synced;
+	} cases[] = {
+		{ DELTAPUSH_FSYNC_OPTIMIZED, FALSE, TRUE },
+		/* the unsynced group is committed, a synced one opened */
+		{ DELTAPUSH_FSYNC_OPTIMIZED, TRUE, TRUE },
+		{ DELTAPUSH_FSYNC_ALWAYS, FALSE, TRUE },
+		{ DELTAPUSH_FSYNC_ALWAYS, TRUE, TRUE },
+		{ DELTAPUSH_FSYNC_NEVER, FALSE, FALSE },
+		{ DELTAPUSH_FSYNC_NEVER, TRUE, FALSE },
+	};
+	struct ioloop *ioloop = io_loop_create();
+	struct deltapush_store *store;
+	const char *path, *error;
+	unsigned int i;
+
+	test_begin("store group synced");
+	path = test_store_path();
+	store = test_store_open(path);
+	for (i = 0; i < N_ELEMENTS(cases); i++) {
+		deltapush_store_set_fsync(store, cases[i].mode);
+		test_assert_idx(!deltapush_store_group_is_synced(store), i);
+		if (cases[i].unacknowledged_first) {
+			test_assert_idx(deltapush_store_group_join(store,
+				FALSE, &error) == 0, i);
+			test_assert_idx(deltapush_store_group_is_synced(store) ==
+				(cases[i].mode == DELTAPUSH_FSYNC_ALWAYS), i);
+		}
+		test_assert_idx(deltapush_store_group_join(store, TRUE,
+							   &error) == 0, i);
+		test_assert_idx(deltapush_store_group_is_synced(store) ==
+				cases[i].synced, i);
+		test_assert_idx(deltapush_store_group_commit(store,
+							     &error) == 0, i);
+		test_assert_idx(!deltapush_store_group_is_synced(store), i);
+	}
+	deltapush_store_close(&store);
+	io_loop_destroy(&ioloop);
+	test_store_path_cleanup();
+	test_end();
+}
+
 static void test_store_crash(void)
 {
 	struct deltapush_store *store;
@@ -1350,6 +1398,7 @@ int main(void)
 		test_store_crash,
 		test_store_fsync,
 		test_store_group_commit,
+		test_store_group_synced,
 		test_store_open_errors,
 		NULL
 	};
