@@ -203,6 +203,18 @@ deltapush_http_socket_find(struct deltapush_http *http, curl_socket_t fd)
 	return NULL;
 }
 
+static struct deltapush_http_socket *
+deltapush_http_socket_new(struct deltapush_http *http, curl_socket_t fd)
+{
+	struct deltapush_http_socket *sock;
+
+	sock = i_new(struct deltapush_http_socket, 1);
+	sock->http = http;
+	sock->fd = fd;
+	DLLIST_PREPEND(&http->sockets, sock);
+	return sock;
+}
+
 static bool
 deltapush_http_socket_same_family(struct deltapush_http_socket *sock)
 {
@@ -238,12 +250,9 @@ deltapush_http_opensocket_cb(void *clientp, curlsocktype purpose ATTR_UNUSED,
 		io_remove_closed(&sock->io_write);
 		deltapush_http_socket_free(sock);
 	}
-	sock = i_new(struct deltapush_http_socket, 1);
-	sock->http = http;
-	sock->fd = fd;
+	sock = deltapush_http_socket_new(http, fd);
 	sock->family = address->family;
 	sock->owned = TRUE;
-	DLLIST_PREPEND(&http->sockets, sock);
 	return fd;
 }
 
@@ -303,12 +312,8 @@ deltapush_http_socket_cb(CURL *easy ATTR_UNUSED, curl_socket_t fd, int what,
 				sock->owned = FALSE;
 			sock->verified = TRUE;
 		}
-		if (sock == NULL) {
-			sock = i_new(struct deltapush_http_socket, 1);
-			sock->http = http;
-			sock->fd = fd;
-			DLLIST_PREPEND(&http->sockets, sock);
-		}
+		if (sock == NULL)
+			sock = deltapush_http_socket_new(http, fd);
 		sock->idle = FALSE;
 		(void)curl_multi_assign(http->multi, fd, sock);
 	}
@@ -597,13 +602,10 @@ static void deltapush_http_drain(struct deltapush_http *http)
 static bool
 deltapush_http_socket_known(struct deltapush_http *http, curl_socket_t fd)
 {
-	struct deltapush_http_socket *sock;
+	struct deltapush_http_socket *sock =
+		deltapush_http_socket_find(http, fd);
 
-	for (sock = http->sockets; sock != NULL; sock = sock->next) {
-		if (sock->fd == fd)
-			return sock->io_read != NULL && !sock->idle;
-	}
-	return FALSE;
+	return sock != NULL && sock->io_read != NULL && !sock->idle;
 }
 
 static void deltapush_http_kick(struct deltapush_http *http)
