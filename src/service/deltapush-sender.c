@@ -168,6 +168,14 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 	return pend;
 }
 
+/* The push's row is written, or about to be, other than by a trigger's
+   synced commit: no longer known to be durably pending */
+static void deltapush_pending_not_durable(struct deltapush_pending *pend)
+{
+	pend->committing = FALSE;
+	pend->durable = FALSE;
+}
+
 /* Hand the push's state to the database's write-behind. A push that is
    sent again after a crash before the write is harmless; one lost is
    not, and nothing is lost: the state only ever moves on from what is
@@ -175,8 +183,7 @@ deltapush_pending_add(struct deltapush_sender *sender, int64_t id,
 static void deltapush_sender_save(struct deltapush_sender *sender,
 				  struct deltapush_pending *pend)
 {
-	pend->committing = FALSE;
-	pend->durable = FALSE;
+	deltapush_pending_not_durable(pend);
 	deltapush_db_save_state(sender->db, pend->id, &pend->state);
 }
 
@@ -185,10 +192,8 @@ void deltapush_sender_state_written(struct deltapush_sender *sender,
 {
 	struct deltapush_pending *pend = deltapush_pending_lookup(sender, id);
 
-	if (pend != NULL) {
-		pend->committing = FALSE;
-		pend->durable = FALSE;
-	}
+	if (pend != NULL)
+		deltapush_pending_not_durable(pend);
 }
 
 /* Returns TRUE if one more token may be removed because the proxy
@@ -388,8 +393,7 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 	pend->user = i_strdup(token.user);
 	pend->token_id = i_strdup(deltapush_token_id(token.token));
 	/* Its outcome goes through the write-behind */
-	pend->committing = FALSE;
-	pend->durable = FALSE;
+	deltapush_pending_not_durable(pend);
 	deltapush_schedule_sent(&pend->state, deltapush_now_msecs());
 	sender->in_flight++;
 	pend->request = deltapush_http_post(sender->http, sender->set->notify_url,
