@@ -236,6 +236,18 @@ deltapush_bridge_account_save(struct deltapush_bridge_account *account)
 		e_error(account->event, "%s", error);
 }
 
+/* Connected, or changed by the operator: no backoff (on disk either) */
+static void
+deltapush_bridge_account_backoff_reset(struct deltapush_bridge_account *account)
+{
+	if (account->state.failures == 0 && account->state.retry_msecs == 0)
+		return;
+	account->state.failures = 0;
+	account->state.retry_msecs = 0;
+	account->state.retry_until = 0;
+	deltapush_bridge_account_save(account);
+}
+
 static void
 deltapush_bridge_account_noop_callback(const struct imapc_command_reply *reply ATTR_UNUSED,
 				       void *context ATTR_UNUSED)
@@ -487,12 +499,7 @@ deltapush_bridge_account_examine_callback(const struct imapc_command_reply *repl
 	}
 
 	account->selected = TRUE;
-	if (account->state.failures > 0 || account->state.retry_msecs > 0) {
-		account->state.failures = 0;
-		account->state.retry_msecs = 0;
-		account->state.retry_until = 0;
-		deltapush_bridge_account_save(account);
-	}
+	deltapush_bridge_account_backoff_reset(account);
 	i_free_and_null(account->last_error);
 	e_info(event_create_passthrough(account->event)->
 		set_name("deltapush_bridge_connected")->
@@ -653,12 +660,9 @@ deltapush_bridge_account_start(struct deltapush_bridge_account *account,
 	const char *error;
 	unsigned int backoff_msecs;
 
-	if (!resume_backoff && account->state.failures > 0) {
+	if (!resume_backoff) {
 		/* the operator changed the account: try it now */
-		account->state.failures = 0;
-		account->state.retry_msecs = 0;
-		account->state.retry_until = 0;
-		deltapush_bridge_account_save(account);
+		deltapush_bridge_account_backoff_reset(account);
 	}
 	if (account->state.retry_until > ioloop_time) {
 		/* backing off when the bridge stopped: no sooner now (no
@@ -707,8 +711,8 @@ deltapush_bridge_account_init(struct deltapush_bridge *bridge,
 	event_add_str(account->event, "bridge_account", set->name);
 	event_set_append_log_prefix(account->event, t_strdup_printf(
 		"bridge(%s): ", set->name));
-	account->state_path = i_strconcat(bridge->state_dir, "/", set->name,
-					  ".state", NULL);
+	account->state_path = i_strdup(
+		deltapush_bridge_state_path(bridge->state_dir, set->name));
 
 	ret = deltapush_bridge_state_read(account->state_path,
 					  &account->state, &error);
@@ -761,7 +765,7 @@ int deltapush_bridge_account_forget(struct deltapush_bridge *bridge,
 				     bridge->event, &request, TRUE,
 				     &fields, error_r) < 0)
 		return -1;
-	path = t_strconcat(bridge->state_dir, "/", name, ".state", NULL);
+	path = deltapush_bridge_state_path(bridge->state_dir, name);
 	if (unlink(path) < 0 && errno != ENOENT) {
 		*error_r = t_strdup_printf("unlink(%s) failed: %m", path);
 		return -1;

@@ -11,6 +11,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+const char *deltapush_bridge_state_path(const char *state_dir,
+					const char *name)
+{
+	return t_strconcat(state_dir, "/", name,
+			   DELTAPUSH_BRIDGE_STATE_SUFFIX, NULL);
+}
+
 int deltapush_bridge_state_read(const char *path,
 				struct deltapush_bridge_state *state_r,
 				const char **error_r)

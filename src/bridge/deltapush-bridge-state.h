@@ -23,6 +23,12 @@ struct deltapush_bridge_state {
 	time_t retry_until;
 };
 
+#define DELTAPUSH_BRIDGE_STATE_SUFFIX ".state"
+
+/* The state file of account name in state_dir (from the data stack) */
+const char *deltapush_bridge_state_path(const char *state_dir,
+					const char *name);
+
 /* Read the state at path. Returns 1 with state_r, 0 if there is none
    (the account is new), -1 with error_r. */
 int deltapush_bridge_state_read(const char *path,

@@ -40,6 +40,7 @@
 #include "deltapush-common.h"
 #include "deltapush-client.h"
 #include "deltapush-dovecot-settings.h"
+#include "deltapush-bridge-state.h"
 #include "deltapush-bridge.h"
 
 #include <unistd.h>
@@ -47,7 +48,6 @@
 
 #define DELTAPUSH_BRIDGE_STATE_DIR "deltapush-bridge"
 #define DELTAPUSH_BRIDGE_SOCKET "deltapush-bridge"
-#define DELTAPUSH_BRIDGE_STATE_SUFFIX ".state"
 /* At start (every doveadm reload restarts the bridge) the accounts
    connect at random times within this much per account, at most
    DELTAPUSH_BRIDGE_START_SPREAD_MAX_MSECS: 1000 accounts don't hit a
@@ -115,7 +115,7 @@ static int deltapush_bridge_reload(string_t *reply, const char **error_r)
 	struct deltapush_bridge_account_settings *set;
 	struct deltapush_bridge_account *account;
 	struct hash_iterate_context *iter;
-	const char *name, *error, *path;
+	const char *name, *error;
 	unsigned int kept = 0, added = 0, changed = 0, removed = 0;
 	pool_t pool;
 
@@ -155,9 +155,8 @@ static int deltapush_bridge_reload(string_t *reply, const char **error_r)
 		if (!deltapush_bridge_account_settings_same_mailbox(old_set,
 								    set)) {
 			/* another mailbox: what is in it is not new */
-			path = t_strconcat(bridge.state_dir, "/", set->name,
-					   DELTAPUSH_BRIDGE_STATE_SUFFIX, NULL);
-			i_unlink_if_exists(path);
+			i_unlink_if_exists(deltapush_bridge_state_path(
+				bridge.state_dir, set->name));
 		}
 		deltapush_bridge_account_deinit(&account);
 		account = deltapush_bridge_account_init(&bridge, set, 0, FALSE);
