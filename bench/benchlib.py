@@ -10,6 +10,7 @@ stopped by the pid of the process the benchmark started.
 
 import atexit
 import base64
+import collections
 import os
 import signal
 import socket
@@ -154,10 +155,12 @@ def proc_cpu(pid):
 proc_status_kib = proc_kib
 
 
-def tree_cpu(root_pid):
-    """CPU seconds used so far by root_pid and every descendant, including
-    the ones that already exited and were reaped (their time is in their
-    parent's cutime/cstime)."""
+def tree_cpu_by_name(root_pid):
+    """CPU seconds, run-queue seconds and times scheduled in (from
+    /proc/PID/schedstat) so far of root_pid and every descendant, by
+    process name (comm). The CPU of children that already exited and were
+    reaped is in their parent's cutime/cstime: it is counted under
+    "reaped"."""
     table = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -167,16 +170,29 @@ def tree_cpu(root_pid):
     children = {}
     for pid, (ppid, _, _, _) in table.items():
         children.setdefault(ppid, []).append(pid)
-    total = 0.0
+    cpu = collections.Counter()
+    queue = collections.Counter()
+    slices = collections.Counter()
     stack = [root_pid]
     while stack:
         pid = stack.pop()
         st = table.get(pid)
         if st is None:
             continue
-        total += st[2] + st[3]
+        cpu[st[1]] += st[2]
+        cpu["reaped"] += st[3]
+        sched = _read("/proc/%d/schedstat" % pid).split()
+        if len(sched) > 2:
+            queue[st[1]] += int(sched[1]) / 1e9
+            slices[st[1]] += int(sched[2])
         stack.extend(children.get(pid, ()))
-    return total
+    return cpu, queue, slices
+
+
+def tree_cpu(root_pid):
+    """CPU seconds used so far by root_pid and every descendant, including
+    the ones that already exited and were reaped."""
+    return sum(tree_cpu_by_name(root_pid)[0].values())
 
 
 def system_busy():

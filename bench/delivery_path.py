@@ -24,6 +24,17 @@
       The same deliveries to one instance under
       `strace -f -tt -T -p <lmtp> -p <service>`; prints the syscalls whose
       time adds up most per delivery and keeps the trace (--keep DIR).
+  delivery_path.py --stage STAGE load [--runs R] [--configs a,c,c0]
+      Figure 1's load (smtp-source, 4 sessions, fresh Dovecot per run,
+      runs interleaved) with the CPU split by process: each Dovecot
+      process kind (lmtp, the service, log, auth, master ...), the
+      smtp-source clients, the nginx sink and the whole machine, per
+      message, and the run-queue wait of the live Dovecot processes.
+  delivery_path.py --stage STAGE instr [--count N] [--configs a,p,...]
+      Instructions per delivery, counted by valgrind's callgrind in the
+      lmtp process (user space only):
+      the work each config adds, without the noise of timing a busy
+      machine (system calls: the strace command).
   delivery_path.py --stage STAGE login [--rounds R] [--sessions N]
       Login sessions per second (LOGIN + one command + LOGOUT, 4 parallel
       clients, interleaved): a Dovecot without deltapush doing NOOP and
@@ -38,10 +49,13 @@ import argparse
 import collections
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -99,11 +113,9 @@ def make_instance(name, stage, sink):
     return Dovecot("deltapush", stage, sink.push_url("/notify"), plugin)
 
 
-def start(names, stage, sink, users, tokens):
-    instances = {}
-    for name in names:
-        dc = make_instance(name, stage, sink)
-        instances[name] = dc
+def start_one(name, stage, sink, users, tokens):
+    dc = make_instance(name, stage, sink)
+    try:
         dc.start()
         if dc.deltapush:
             for u in users:
@@ -122,6 +134,16 @@ def start(names, stage, sink, users, tokens):
                                    make_token(100000 + i))
                     if not r or r[0] != b"OK":
                         raise RuntimeError("REGISTER: %r" % (r,))
+    except Exception:
+        dc.cleanup()
+        raise
+    return dc
+
+
+def start(names, stage, sink, users, tokens):
+    instances = {}
+    for name in names:
+        instances[name] = start_one(name, stage, sink, users, tokens)
     return instances
 
 
@@ -493,6 +515,220 @@ def cmd_login(args, stage):
                                                  " ".join(load1)))
 
 
+def cmd_load(args, stage):
+    sizes = dict(bench.FULL)
+    sizes["messages"] = args.messages
+    names = args.configs.split(",")
+    users = [bench.user_name(i) for i in range(sizes["users"])]
+    tokens = {u: make_token(i) for i, u in enumerate(users)}
+    nginx = benchlib.Nginx()
+    rows = {n: [] for n in names}
+    load0 = open("/proc/loadavg").read().split()[:3]
+    try:
+        for run in range(args.runs):
+            order = names[run % len(names):] + names[:run % len(names)]
+            for n in order:
+                dc = start_one(n, stage, nginx, users, tokens)
+                try:
+                    per_user = sizes["messages"] // len(users)
+                    groups = [users[w::sizes["sessions"]]
+                              for w in range(sizes["sessions"])]
+                    errors = []
+                    before = nginx.count()
+                    cpu0, q0, s0 = benchlib.tree_cpu_by_name(dc.master_pid)
+                    ng0 = nginx.cpu()
+                    ch0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    perf = None
+                    if args.perf and run == 0:
+                        perf = subprocess.Popen(
+                            ["perf", "record", "-a", "-q"] +
+                            args.perf_args.split() + ["-o",
+                             os.path.join(args.perf, n + ".data")],
+                            stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+                        time.sleep(1.0)
+                    busy0 = benchlib.system_busy()
+                    t0 = time.monotonic()
+                    threads = [threading.Thread(
+                        target=bench.smtp_source_worker,
+                        args=(dc.lmtp_port, g, per_user, errors))
+                        for g in groups]
+                    for t in threads:
+                        t.start()
+                    for t in threads:
+                        t.join()
+                    t1 = time.monotonic()
+                    busy1 = benchlib.system_busy()
+                    cpu1, q1, s1 = benchlib.tree_cpu_by_name(dc.master_pid)
+                    ch1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+                    ng1 = nginx.cpu()
+                    if perf is not None:
+                        perf.send_signal(signal.SIGINT)
+                        perf.wait()
+                    if errors:
+                        raise RuntimeError("; ".join(errors))
+                    msgs = per_user * len(users)
+                    r = {k: (cpu1[k] - cpu0[k]) * 1000 / msgs
+                         for k in set(cpu1) | set(cpu0)}
+                    r.update({"queue " + k: (q1[k] - q0[k]) * 1000 / msgs
+                              for k in q1})
+                    r.update({"switches " + k: (s1[k] - s0[k]) / msgs
+                              for k in s1})
+                    r["smtp-source"] = ((ch1.ru_utime + ch1.ru_stime) -
+                                        (ch0.ru_utime + ch0.ru_stime)) \
+                        * 1000 / msgs
+                    r["nginx"] = (ng1 - ng0) * 1000 / msgs
+                    r["machine"] = (busy1 - busy0) * 1000 / msgs
+                    r["rate"] = msgs / (t1 - t0)
+                    r["pushes"] = nginx.count() - before
+                    rows[n].append(r)
+                    bench.log("load %s run %d: %.0f msg/s, lmtp %.3f, "
+                              "service %.3f, machine %.3f ms/msg"
+                              % (n, run + 1, r["rate"], r.get("lmtp", 0),
+                                 r.get("deltapush", 0), r["machine"]))
+                finally:
+                    dc.cleanup()
+                if dc.deltapush:
+                    nginx.wait_quiet(0.5, 30)
+    finally:
+        nginx.stop()
+    load1 = open("/proc/loadavg").read().split()[:3]
+    keys = sorted({k for n in names for r in rows[n] for k in r}
+                  - {"rate", "pushes"})
+    keys = [k for k in keys
+            if any(statistics.median(r.get(k, 0) for r in rows[n]) >= 0.0005
+                   for n in names)]
+    print("%d runs of %d messages per config, interleaved; medians per "
+          "message, from the first message to the last 250 (the pushes of "
+          "the default window mostly come after): NAME = CPU ms of the "
+          "Dovecot processes of that name (deltapush: the service; "
+          "reaped: exited ones), smtp-source and nginx likewise, machine = "
+          "every CPU busy; queue NAME = ms waiting for a CPU; switches "
+          "NAME = times scheduled in" % (args.runs, sizes["messages"]))
+    print()
+    print("| | " + " | ".join(names) + " | " +
+          " | ".join("%s - %s" % (n, names[0]) for n in names[1:]) + " |")
+    print("|---" * (1 + 2 * len(names) - 1) + "|")
+    for k in ["rate"] + keys:
+        med = [statistics.median(r.get(k, 0) for r in rows[n])
+               for n in names]
+        fmtv = "%.0f" if k == "rate" else "%.3f"
+        if k.startswith("switches"):
+            fmtv = "%.2f"
+        print("| %s | " % k + " | ".join(fmtv % v for v in med) + " | " +
+              " | ".join(fmtv.replace("%", "%+") % (v - med[0])
+                         for v in med[1:]) + " |")
+    print()
+    for n in names:
+        print("%s rates: %s" % (n, " ".join("%.0f" % r["rate"]
+                                            for r in rows[n])))
+    print("load average: before %s, after %s" % (" ".join(load0),
+                                                 " ".join(load1)))
+
+
+CALLGRIND = ["/usr/bin/valgrind", "-q", "--tool=callgrind", "--dump-instr=no",
+             "--collect-atstart=yes"]
+
+
+def callgrind_pid(dc, kind):
+    """The pid of the instance's process of kind ("lmtp") running under
+    callgrind."""
+    for pid, (ppid, name, _) in \
+            benchlib.dovecot_instance.process_table().items():
+        if ppid != dc.process.pid or not name.startswith("callgrind"):
+            continue
+        try:
+            argv = open("/proc/%d/cmdline" % pid).read().split("\0")
+        except OSError:
+            continue
+        if any(os.path.basename(a) == kind for a in argv):
+            return pid
+    return None
+
+
+def callgrind_ir(out_dir, pid, before):
+    """Instructions counted in pid since the last zeroing: dump and read
+    the newest dump's totals."""
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        dumps = [f for f in os.listdir(out_dir)
+                 if f.startswith("cg.%d" % pid) and f not in before]
+        for f in dumps:
+            text = open(os.path.join(out_dir, f)).read()
+            m = re.search(r"^(?:totals|summary): (\d+)", text, re.M)
+            if m:
+                return int(m.group(1)), f
+        time.sleep(0.2)
+    raise RuntimeError("no callgrind dump from %d" % pid)
+
+
+def cmd_instr(args, stage):
+    names = args.configs.split(",")
+    users = [bench.user_name(i) for i in range(args.users)]
+    tokens = {u: make_token(i) for i, u in enumerate(users)}
+    sink = Sink()
+    out_dir = args.keep or tempfile.mkdtemp(prefix="dpbench-callgrind-")
+    os.makedirs(out_dir, exist_ok=True)
+    os.chmod(out_dir, 0o1777)
+    rows = {}
+    try:
+        for n in names:
+            cg = " ".join(CALLGRIND + ["--callgrind-out-file=%s/cg.%%p"
+                                       % out_dir])
+            dc = make_instance(n, stage, sink)
+            dc.extra_config += (
+                "service lmtp {\n  executable = %s /usr/lib/dovecot/lmtp\n"
+                "  vsz_limit = %s\n}\n"
+                % (cg, "unlimited" if benchlib.dovecot_instance.DOVECOT_24
+                   else "0"))
+            dc.write_config()
+            try:
+                dc.start()
+                if dc.deltapush:
+                    for u in users:
+                        dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
+                lm = Lmtp(dc.lmtp_port)
+                for i, u in enumerate(users):
+                    lm.send(SENDER, u, make_message(SENDER, u, i))
+                pids = {"lmtp": callgrind_pid(dc, "lmtp")}
+                for pid in pids.values():
+                    subprocess.run(["callgrind_control", "-z", str(pid)],
+                                   check=True, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+                time.sleep(1.0)
+                for i in range(args.count):
+                    u = users[i % len(users)]
+                    lm.send(SENDER, u, make_message(SENDER, u, 1000 + i))
+                time.sleep(1.0)
+                before = set(os.listdir(out_dir))
+                rows[n] = {}
+                for k, pid in pids.items():
+                    ir, dump = callgrind_ir(out_dir, pid, before)
+                    rows[n][k] = ir / args.count
+                    if args.keep:
+                        os.rename(os.path.join(out_dir, dump),
+                                  os.path.join(out_dir, "%s.%s" % (k, n)))
+                lm.close()
+            finally:
+                dc.cleanup()
+    finally:
+        sink.stop()
+        if not args.keep:
+            subprocess.run(["rm", "-rf", out_dir])
+    base = rows[names[0]]["lmtp"]
+    print("%d sequential deliveries per config after a warm-up; "
+          "instructions per delivery (user space, callgrind)" % args.count)
+    print()
+    print("| config | lmtp instructions | - %s |" % names[0])
+    print("|---|---|---|")
+    for n in names:
+        r = rows[n]
+        print("| %s %s | %.0f | %+.0f |"
+              % (n, CONFIGS[n], r["lmtp"], r["lmtp"] - base))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--stage", required=True)
@@ -513,6 +749,19 @@ def main():
     s.add_argument("--configs", default="a,c,c0")
     s.add_argument("--count", type=int, default=300)
     s.add_argument("--keep", default="/tmp/deltapush-trace")
+    s = sub.add_parser("load")
+    s.add_argument("--configs", default="a,c,c0")
+    s.add_argument("--runs", type=int, default=7)
+    s.add_argument("--messages", type=int, default=1000)
+    s.add_argument("--perf-args", default="",
+                   help="more perf record arguments, e.g. '-g'")
+    s.add_argument("--perf", help="perf record -a the first run of each "
+                   "config into DIR/CONFIG.data")
+    s = sub.add_parser("instr")
+    s.add_argument("--configs", default="a,p,n,c,c0")
+    s.add_argument("--count", type=int, default=200)
+    s.add_argument("--keep", help="keep the callgrind files in this "
+                   "directory, as lmtp.CONFIG")
     s = sub.add_parser("login")
     s.add_argument("--rounds", type=int, default=4)
     s.add_argument("--sessions", type=int, default=100)
@@ -520,7 +769,7 @@ def main():
     args = ap.parse_args()
     stage = benchlib.find_stage_files(args.stage)
     {"seq": cmd_seq, "pair": cmd_pair, "strace": cmd_strace, "trace": cmd_trace,
-     "login": cmd_login}[args.cmd](
+     "load": cmd_load, "instr": cmd_instr, "login": cmd_login}[args.cmd](
         args, stage)
     return 0
 
