@@ -2,6 +2,7 @@
 
 #include "lib.h"
 #include "hash-method.h"
+#include "event-log.h"
 #include "hex-binary.h"
 #include "deltapush-token.h"
 
@@ -69,4 +70,16 @@ bool deltapush_token_id_is_valid(const char *str)
 			return FALSE;
 	}
 	return TRUE;
+}
+
+const char *deltapush_token_event_id(struct event *event,
+				     enum log_type level, const char *token)
+{
+	const char *id;
+
+	if (!event_want_level(event, level))
+		return NULL;
+	id = deltapush_token_id(token);
+	event_add_str(event, "token", id);
+	return id;
 }

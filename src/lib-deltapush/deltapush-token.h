@@ -19,6 +19,12 @@ bool deltapush_token_is_valid(const unsigned char *data, size_t size,
    DELTAPUSH_TOKEN_ID_LEN hex digits of its SHA-256 ("3f2a9c01"). The token
    itself is never shown. */
 const char *deltapush_token_id(const char *token);
+/* Returns the token's id and adds it to event as the "token" field when
+   the event is logged or exported at level; otherwise returns NULL and
+   leaves the event as it is. For events on hot paths that are mostly not
+   wanted, such as debug events: the id hashes the whole token. */
+const char *deltapush_token_event_id(struct event *event,
+				     enum log_type level, const char *token);
 /* Returns TRUE if str looks like a token id (case-insensitive hex). */
 bool deltapush_token_id_is_valid(const char *str);
 

@@ -205,6 +205,27 @@ static void test_deltapush_token_id(void)
 	test_end();
 }
 
+static void test_deltapush_token_event_id(void)
+{
+	struct event *event;
+	const char *id;
+
+	test_begin("deltapush token id for an event");
+	event = event_create(NULL);
+	/* Debug is not wanted: nothing is hashed, nothing added */
+	test_assert(deltapush_token_event_id(event, LOG_TYPE_DEBUG,
+					     "x") == NULL);
+	test_assert(event_find_field_recursive(event, "token") == NULL);
+	/* Wanted: the id, in the event too */
+	event_set_forced_debug(event, TRUE);
+	id = deltapush_token_event_id(event, LOG_TYPE_DEBUG, "x");
+	test_assert_strcmp(id, "2d711642");
+	test_assert_strcmp(event_find_field_recursive_str(event, "token"),
+			   "2d711642");
+	event_unref(&event);
+	test_end();
+}
+
 int main(void)
 {
 	static void (*const test_functions[])(void) = {
@@ -213,6 +234,7 @@ int main(void)
 		test_deltapush_token_size,
 		test_deltapush_token_error_text,
 		test_deltapush_token_id,
+		test_deltapush_token_event_id,
 		NULL
 	};
 	return test_run(test_functions);

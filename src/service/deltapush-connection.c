@@ -157,7 +157,8 @@ deltapush_connection_register(struct deltapush_connection *client,
 	struct deltapush_connections *conns = client->conns;
 	ARRAY_TYPE(const_string) evicted;
 	struct event_passthrough *e;
-	const char *const *tokenp, *error;
+	struct event *event;
+	const char *const *tokenp, *token_id, *error;
 	time_t now;
 	int ret;
 
@@ -195,17 +196,19 @@ deltapush_connection_register(struct deltapush_connection *client,
 		       deltapush_token_id(*tokenp), request->user,
 		       DELTAPUSH_TOKENS_MAX_PER_USER);
 	}
-	e = deltapush_connection_event(client, "deltapush_token_registered",
-				       request->user, request->token)->
-		add_int("refresh", ret > 0 ? 0 : 1);
-	if (ret > 0) {
-		e_info(e->event(), "Registered token %s for user %s",
-		       deltapush_token_id(request->token),
-		       request->user);
-	} else {
-		e_debug(e->event(), "Refreshed token %s of user %s",
-			deltapush_token_id(request->token),
-			request->user);
+	/* A refresh comes with every login of a Delta Chat client: its
+	   debug event hashes the token only when it is wanted */
+	event = deltapush_connection_event(client,
+			"deltapush_token_registered", request->user, NULL)->
+		add_int("refresh", ret > 0 ? 0 : 1)->event();
+	token_id = deltapush_token_event_id(event,
+		ret > 0 ? LOG_TYPE_INFO : LOG_TYPE_DEBUG, request->token);
+	if (token_id != NULL && ret > 0) {
+		e_info(event, "Registered token %s for user %s",
+		       token_id, request->user);
+	} else if (token_id != NULL) {
+		e_debug(event, "Refreshed token %s of user %s",
+			token_id, request->user);
 	}
 	deltapush_connection_reply1(client, DELTAPUSH_PROTOCOL_REPLY_OK,
 				    ret > 0 ? "1" : "0");

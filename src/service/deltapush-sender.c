@@ -41,8 +41,10 @@ struct deltapush_pending {
 	   deltapush_sender_notify_fold()) */
 	bool durable:1;
 
-	/* Set when sent, for logging */
-	char *user, *token_id;
+	/* Set when sent, for logging: the token is kept until the outcome
+	   is logged, and its id (a SHA-256 of it) is computed only for a
+	   line or an event that is wanted */
+	char *user, *token, *token_id;
 	struct deltapush_http_request *request;
 };
 
@@ -124,8 +126,18 @@ deltapush_pending_lookup(struct deltapush_sender *sender, int64_t id)
 static void deltapush_pending_free(struct deltapush_pending *pend)
 {
 	i_free(pend->user);
+	i_free(pend->token);
 	i_free(pend->token_id);
 	i_free(pend);
+}
+
+static const char *deltapush_pending_token_id(struct deltapush_pending *pend)
+{
+	if (pend->token_id == NULL) {
+		i_assert(pend->token != NULL);
+		pend->token_id = i_strdup(deltapush_token_id(pend->token));
+	}
+	return pend->token_id;
 }
 
 static void deltapush_pending_unqueue(struct deltapush_pending *pend)
@@ -232,24 +244,28 @@ deltapush_sender_finish_log(struct deltapush_sender *sender,
 			    bool gone)
 {
 	const char *error = NULL;
-	struct event_passthrough *e;
+	struct event *event;
 
-	e = deltapush_sender_event(sender, "deltapush_push_finished",
-				   pend->user, pend->token_id)->
+	event = deltapush_sender_event(sender, "deltapush_push_finished",
+				       pend->user, NULL)->
 		add_int("status", result->status)->
 		add_int("attempt", pend->state.attempts + 1)->
-		add_int("duration_usecs", result->duration_usecs);
+		add_int("duration_usecs", result->duration_usecs)->event();
 	if (result->status != 200 && !gone) {
 		error = result->error != NULL ? result->error :
 			t_strdup_printf("HTTP status %u", result->status);
-		e->add_str("error", error);
+		event_add_str(event, "error", error);
 		deltapush_sender_set_error(sender, t_strdup_printf(
 			"Push to token %s of user %s: %s",
-			pend->token_id, pend->user, error));
+			deltapush_pending_token_id(pend), pend->user, error));
 	}
-	e_debug(e->event(), "Push to token %s of user %s finished: "
-		"status %u in %llu us", pend->token_id, pend->user,
-		result->status, (unsigned long long)result->duration_usecs);
+	if (event_want_debug(event)) {
+		event_add_str(event, "token", deltapush_pending_token_id(pend));
+		e_debug(event, "Push to token %s of user %s finished: "
+			"status %u in %llu us", pend->token_id, pend->user,
+			result->status,
+			(unsigned long long)result->duration_usecs);
+	}
 	return error;
 }
 
@@ -344,6 +360,11 @@ deltapush_sender_finish(struct deltapush_sender *sender,
 
 	gone = result->status == 410 && deltapush_sender_gone_allowed(sender);
 	error = deltapush_sender_finish_log(sender, pend, result, gone);
+	/* A failure or a 410 is logged below at info level or above, by
+	   the token's id: the token itself is not needed any more */
+	if (result->status != 200)
+		(void)deltapush_pending_token_id(pend);
+	i_free(pend->token);
 	if (sender->store == NULL)
 		deltapush_sender_finish_detached(sender, pend, result, now);
 	else if (gone)
@@ -389,9 +410,10 @@ static bool deltapush_sender_send(struct deltapush_sender *sender,
 		return FALSE;
 	}
 	i_free(pend->user);
+	i_free(pend->token);
 	i_free(pend->token_id);
 	pend->user = i_strdup(token.user);
-	pend->token_id = i_strdup(deltapush_token_id(token.token));
+	pend->token = i_strdup(token.token);
 	/* Its outcome goes through the write-behind */
 	deltapush_pending_not_durable(pend);
 	deltapush_schedule_sent(&pend->state, deltapush_now_msecs());
@@ -524,18 +546,24 @@ deltapush_sender_notify_write(struct deltapush_sender *sender,
 	return 0;
 }
 
+/* One per folded trigger: the token's id is hashed only when the event is
+   wanted */
 static void
 deltapush_sender_coalesced_event(struct deltapush_sender *sender,
 				 const char *user,
 				 const struct deltapush_store_token *token)
 {
-	struct event_passthrough *e;
+	struct event *event;
+	const char *token_id;
 
-	e = deltapush_sender_event(sender, "deltapush_push_coalesced",
-				   user, deltapush_token_id(token->token));
-	e_debug(e->event(), "New mail for user %s folded into "
-		"the pending push of token %s", user,
-		deltapush_token_id(token->token));
+	event = deltapush_sender_event(sender, "deltapush_push_coalesced",
+				       user, NULL)->event();
+	token_id = deltapush_token_event_id(event, LOG_TYPE_DEBUG,
+					    token->token);
+	if (token_id != NULL) {
+		e_debug(event, "New mail for user %s folded into "
+			"the pending push of token %s", user, token_id);
+	}
 }
 
 static void

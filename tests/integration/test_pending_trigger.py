@@ -11,7 +11,7 @@ import signal
 import time
 
 from dovecot_instance import wait_until
-from helpers import deliver, make_token, new_user, register
+from helpers import deliver, make_token, new_user, register, token_id
 from service_client import ServiceConn
 
 DEBUG = "log_debug = category=deltapush\n"
@@ -104,6 +104,10 @@ def test_triggers_for_a_pending_push_write_nothing(dovecot_factory, sink):
                                offset=mark, timeout=5)
     assert log is not None, dovecot.log_since(mark)
     assert _commits(log) == 0, log
+    # with debug logging on, each names the token by its id (the id is
+    # hashed only for an event that is logged or exported)
+    assert log.count("folded into the pending push of token %s"
+                     % token_id(token)) == 5, log
     assert _wal_state(dovecot) == before
     assert len(sink.requests(since=first, bodies=[token])) == 1, \
         "pushed within the window"
