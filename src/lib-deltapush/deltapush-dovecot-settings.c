@@ -128,15 +128,19 @@ static const char *
 deltapush_dovecot_settings_getenv(const char *name, void *context)
 {
 	const struct deltapush_dovecot_settings *set = context;
-	const struct setting_parser_info *info =
-		&deltapush_setting_parser_info;
-	unsigned int idx;
+	const struct setting_define *def;
 
-	if (!setting_parser_info_find_key(info, name, &idx))
-		i_panic("deltapush setting %s is not declared", name);
-	i_assert(info->defines[idx].type == SET_STR_NOVARS);
-	return *(const char *const *)
-		CONST_PTR_OFFSET(set, info->defines[idx].offset);
+	/* A plain strcmp() over our own keys: they have no aliases or
+	   list suffixes, and this runs for every key at every mail user's
+	   creation */
+	for (def = deltapush_dovecot_setting_defines; def->key != NULL; def++) {
+		if (strcmp(def->key, name) == 0) {
+			i_assert(def->type == SET_STR_NOVARS);
+			return *(const char *const *)
+				CONST_PTR_OFFSET(set, def->offset);
+		}
+	}
+	i_panic("deltapush setting %s is not declared", name);
 }
 
 /* Run by the config process (so doveconf and the start refuse an invalid
@@ -164,8 +168,11 @@ int deltapush_dovecot_settings_get(struct event *event, pool_t pool,
 	const struct deltapush_dovecot_settings *set;
 	int ret;
 
-	if (settings_get(event, &deltapush_setting_parser_info, 0,
-			 &set, error_r) < 0)
+	/* The parse below checks the values as check_func does (the config
+	   process still runs that one): without the flag they would be
+	   parsed twice for every mail user */
+	if (settings_get(event, &deltapush_setting_parser_info,
+			 SETTINGS_GET_FLAG_NO_CHECK, &set, error_r) < 0)
 		return -1;
 	/* the parsed settings are copied into pool */
 	ret = deltapush_settings_parse(pool, deltapush_dovecot_settings_getenv,
