@@ -32,7 +32,7 @@
       message, and the run-queue wait of the live Dovecot processes.
   delivery_path.py --stage STAGE instr [--count N] [--configs a,p,...]
       Instructions per delivery, counted by valgrind's callgrind in the
-      lmtp process (user space only):
+      lmtp process and the deltapush service (user space only):
       the work each config adds, without the noise of timing a busy
       machine (system calls: the strace command).
   delivery_path.py --stage STAGE login [--rounds R] [--sessions N]
@@ -55,7 +55,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -113,17 +112,23 @@ def make_instance(name, stage, sink):
     return Dovecot("deltapush", stage, sink.push_url("/notify"), plugin)
 
 
+def warm_up(dc, users, tokens):
+    """Registers every user's token (deltapush instances) and delivers a
+    message to each user; returns that LMTP connection."""
+    if dc.deltapush:
+        for u in users:
+            dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
+    lm = Lmtp(dc.lmtp_port)
+    for i, u in enumerate(users):
+        lm.send(SENDER, u, make_message(SENDER, u, i))
+    return lm
+
+
 def start_one(name, stage, sink, users, tokens):
     dc = make_instance(name, stage, sink)
     try:
         dc.start()
-        if dc.deltapush:
-            for u in users:
-                dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
-        lm = Lmtp(dc.lmtp_port)
-        for i, u in enumerate(users):
-            lm.send(SENDER, u, make_message(SENDER, u, i))
-        lm.close()
+        warm_up(dc, users, tokens).close()
         if name.endswith("W"):
             # past the first WAL checkpoint, SQLite writes its frames over
             # the old ones instead of growing the file: registrations of
@@ -147,14 +152,18 @@ def start(names, stage, sink, users, tokens):
     return instances
 
 
-def deliver(dc, users, count, first):
-    lm = Lmtp(dc.lmtp_port)
+def deliver(dc, users, count, first, lm=None):
+    """count messages on lm, or on a connection of their own."""
+    own = lm is None
+    if own:
+        lm = Lmtp(dc.lmtp_port)
     times = []
     for i in range(first, first + count):
         u = users[i % len(users)]
         t0, t1 = lm.send(SENDER, u, make_message(SENDER, u, 100000 + i))
         times.append((t1 - t0) / 1e6)
-    lm.close()
+    if own:
+        lm.close()
     return times
 
 
@@ -255,10 +264,14 @@ def cmd_strace(args, stage):
     try:
         instances = start([args.config], stage, sink, users, tokens)
         dc = instances[args.config]
-        deliver(dc, users, 20, 0)
+        # one connection throughout: Dovecot 2.4 runs an lmtp process per
+        # connection, and the one traced must be the one delivering
+        lm = Lmtp(dc.lmtp_port)
+        deliver(dc, users, 20, 0, lm)
         pids = dc.children("lmtp")
         if dc.deltapush:
             pids.append(dc.service_pid())
+        names = {p: open("/proc/%d/comm" % p).read().strip() for p in pids}
         cmd = ["strace", "-f", "-tt", "-T", "-o", out]
         if args.trace:
             cmd += ["-e", "trace=" + args.trace]
@@ -266,11 +279,11 @@ def cmd_strace(args, stage):
             cmd += ["-p", str(p)]
         st = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
         time.sleep(1.0)
-        t = deliver(dc, users, args.count, 1000)
+        t = deliver(dc, users, args.count, 1000, lm)
         time.sleep(0.3)
         st.send_signal(signal.SIGINT)
         st.wait()
-        names = {p: open("/proc/%d/comm" % p).read().strip() for p in pids}
+        lm.close()
     finally:
         for dc in instances.values():
             dc.cleanup()
@@ -531,9 +544,6 @@ def cmd_load(args, stage):
                 dc = start_one(n, stage, nginx, users, tokens)
                 try:
                     per_user = sizes["messages"] // len(users)
-                    groups = [users[w::sizes["sessions"]]
-                              for w in range(sizes["sessions"])]
-                    errors = []
                     before = nginx.count()
                     cpu0, q0, s0 = benchlib.tree_cpu_by_name(dc.master_pid)
                     ng0 = nginx.cpu()
@@ -549,14 +559,8 @@ def cmd_load(args, stage):
                         time.sleep(1.0)
                     busy0 = benchlib.system_busy()
                     t0 = time.monotonic()
-                    threads = [threading.Thread(
-                        target=bench.smtp_source_worker,
-                        args=(dc.lmtp_port, g, per_user, errors))
-                        for g in groups]
-                    for t in threads:
-                        t.start()
-                    for t in threads:
-                        t.join()
+                    errors = bench.smtp_source_load(
+                        dc.lmtp_port, users, sizes["sessions"], per_user)
                     t1 = time.monotonic()
                     busy1 = benchlib.system_busy()
                     cpu1, q1, s1 = benchlib.tree_cpu_by_name(dc.master_pid)
@@ -631,8 +635,8 @@ CALLGRIND = ["/usr/bin/valgrind", "-q", "--tool=callgrind", "--dump-instr=no",
 
 
 def callgrind_pid(dc, kind):
-    """The pid of the instance's process of kind ("lmtp") running under
-    callgrind."""
+    """The pid of the instance's process of kind ("lmtp", "deltapush")
+    running under callgrind."""
     for pid, (ppid, name, _) in \
             benchlib.dovecot_instance.process_table().items():
         if ppid != dc.process.pid or not name.startswith("callgrind"):
@@ -683,16 +687,24 @@ def cmd_instr(args, stage):
                 "  vsz_limit = %s\n}\n"
                 % (cg, "unlimited" if benchlib.dovecot_instance.DOVECOT_24
                    else "0"))
+            if dc.deltapush:
+                service = dc.stage_files["service"]
+                dc.stage_files = dict(dc.stage_files,
+                                      service="%s %s" % (cg, service))
+                dc.extra_config += "service deltapush {\n  vsz_limit = %s\n}\n" \
+                    % ("unlimited" if benchlib.dovecot_instance.DOVECOT_24
+                       else "0")
+                # under valgrind the process has the tool's name
+                dc.service_pids = (
+                    lambda dc=dc: [p for p in [callgrind_pid(dc, "deltapush")]
+                                   if p])
             dc.write_config()
             try:
                 dc.start()
-                if dc.deltapush:
-                    for u in users:
-                        dc.imap_setmetadata(u, "INBOX", TOKEN_KEY, tokens[u])
-                lm = Lmtp(dc.lmtp_port)
-                for i, u in enumerate(users):
-                    lm.send(SENDER, u, make_message(SENDER, u, i))
+                lm = warm_up(dc, users, tokens)
                 pids = {"lmtp": callgrind_pid(dc, "lmtp")}
+                if dc.deltapush:
+                    pids["service"] = callgrind_pid(dc, "deltapush")
                 for pid in pids.values():
                     subprocess.run(["callgrind_control", "-z", str(pid)],
                                    check=True, stdout=subprocess.DEVNULL,
@@ -721,12 +733,14 @@ def cmd_instr(args, stage):
     print("%d sequential deliveries per config after a warm-up; "
           "instructions per delivery (user space, callgrind)" % args.count)
     print()
-    print("| config | lmtp instructions | - %s |" % names[0])
-    print("|---|---|---|")
+    print("| config | lmtp instructions | - %s | service instructions |"
+          % names[0])
+    print("|---|---|---|---|")
     for n in names:
         r = rows[n]
-        print("| %s %s | %.0f | %+.0f |"
-              % (n, CONFIGS[n], r["lmtp"], r["lmtp"] - base))
+        print("| %s %s | %.0f | %+.0f | %s |"
+              % (n, CONFIGS[n], r["lmtp"], r["lmtp"] - base,
+                 "%.0f" % r["service"] if "service" in r else "-"))
 
 
 def main():
