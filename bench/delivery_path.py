@@ -682,18 +682,18 @@ def cmd_instr(args, stage):
             cg = " ".join(CALLGRIND + ["--callgrind-out-file=%s/cg.%%p"
                                        % out_dir])
             dc = make_instance(n, stage, sink)
+            # valgrind needs more address space than Dovecot's default
+            unlimited = ("unlimited" if benchlib.dovecot_instance.DOVECOT_24
+                         else "0")
             dc.extra_config += (
                 "service lmtp {\n  executable = %s /usr/lib/dovecot/lmtp\n"
-                "  vsz_limit = %s\n}\n"
-                % (cg, "unlimited" if benchlib.dovecot_instance.DOVECOT_24
-                   else "0"))
+                "  vsz_limit = %s\n}\n" % (cg, unlimited))
             if dc.deltapush:
                 service = dc.stage_files["service"]
                 dc.stage_files = dict(dc.stage_files,
                                       service="%s %s" % (cg, service))
-                dc.extra_config += "service deltapush {\n  vsz_limit = %s\n}\n" \
-                    % ("unlimited" if benchlib.dovecot_instance.DOVECOT_24
-                       else "0")
+                dc.extra_config += ("service deltapush {\n"
+                                    "  vsz_limit = %s\n}\n" % unlimited)
                 # under valgrind the process has the tool's name
                 dc.service_pids = (
                     lambda dc=dc: [p for p in [callgrind_pid(dc, "deltapush")]

@@ -243,7 +243,7 @@ deltapush_sender_finish_log(struct deltapush_sender *sender,
 			    const struct deltapush_http_result *result,
 			    bool gone)
 {
-	const char *error = NULL;
+	const char *error = NULL, *token_id;
 	struct event *event;
 
 	event = deltapush_sender_event(sender, "deltapush_push_finished",
@@ -259,10 +259,10 @@ deltapush_sender_finish_log(struct deltapush_sender *sender,
 			"Push to token %s of user %s: %s",
 			deltapush_pending_token_id(pend), pend->user, error));
 	}
-	if (event_want_debug(event)) {
-		event_add_str(event, "token", deltapush_pending_token_id(pend));
+	token_id = deltapush_token_event_id(event, LOG_TYPE_DEBUG, pend->token);
+	if (token_id != NULL) {
 		e_debug(event, "Push to token %s of user %s finished: "
-			"status %u in %llu us", pend->token_id, pend->user,
+			"status %u in %llu us", token_id, pend->user,
 			result->status,
 			(unsigned long long)result->duration_usecs);
 	}
